@@ -1,0 +1,1 @@
+//! Fixture loading shared by the benchmarks.

@@ -1,0 +1,1 @@
+//! Regions JSON and marks JSON.

@@ -1,0 +1,2 @@
+//! som-eval (being built; see ARCHITECTURE.md).
+#![deny(missing_docs)]

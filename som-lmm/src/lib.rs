@@ -1,0 +1,2 @@
+//! som-lmm (being built; see ARCHITECTURE.md).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! som-marks (being built; see ARCHITECTURE.md).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! som-segment (being built; see ARCHITECTURE.md).
+#![deny(missing_docs)]
