@@ -1,0 +1,1 @@
+//! Reading and writing images and JSON files with errors that name the file.
