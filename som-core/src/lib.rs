@@ -56,7 +56,9 @@ mod traits;
 
 pub use error::SomError;
 pub use geometry::{BBox, ImageSize, Point};
-pub use grounding::{BoxFuture, GroundingAnswer, GroundingModel, GroundingRequest, MarkRef, Usage};
+pub use grounding::{
+    BoxFuture, ContentPart, GroundingAnswer, GroundingModel, GroundingRequest, ImageScale, MarkRef, Usage,
+};
 pub use mark::{LabelScheme, Mark, Placement};
 pub use marked::MarkedImage;
 pub use mask::Mask;
