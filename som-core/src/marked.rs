@@ -35,7 +35,11 @@ impl MarkedImage {
     /// # Errors
     /// [`crate::SomError::Region`] when a mark refers to a region index that
     /// does not exist.
-    pub fn new(image: RgbImage, marks: Vec<Mark>, segmentation: Segmentation) -> Result<Self, crate::SomError> {
+    pub fn new(
+        image: RgbImage,
+        marks: Vec<Mark>,
+        segmentation: Segmentation,
+    ) -> Result<Self, crate::SomError> {
         if let Some(m) = marks.iter().find(|m| m.region >= segmentation.regions.len()) {
             return Err(crate::SomError::Region {
                 id: m.region as u64,

@@ -199,10 +199,7 @@ impl Mask {
 
     /// The mask as a `(height, width)` boolean array of the full image.
     pub fn to_array(&self) -> Array2<bool> {
-        let mut a = Array2::from_elem(
-            (self.size.height as usize, self.size.width as usize),
-            false,
-        );
+        let mut a = Array2::from_elem((self.size.height as usize, self.size.width as usize), false);
         for (y, row) in self.crop_rows().enumerate() {
             for (x, &v) in row.iter().enumerate() {
                 if v != 0 {
@@ -298,7 +295,11 @@ impl Mask {
     pub fn iou(&self, other: &Mask) -> Result<f64, SomError> {
         let inter = self.intersection_area(other)?;
         let union = self.area + other.area - inter;
-        Ok(if union == 0 { 0.0 } else { inter as f64 / union as f64 })
+        Ok(if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        })
     }
 
     fn check_same_size(&self, other: &Mask) -> Result<(), SomError> {
@@ -331,7 +332,10 @@ impl Mask {
         let h = self.size.height as u64;
         let total = self.size.pixels();
         if self.area == 0 {
-            return Rle::from_counts_unchecked(self.size, if total == 0 { vec![] } else { vec![total as u32] });
+            return Rle::from_counts_unchecked(
+                self.size,
+                if total == 0 { vec![] } else { vec![total as u32] },
+            );
         }
         let bw = self.bbox.width as usize;
         let bh = self.bbox.height as usize;
@@ -367,7 +371,15 @@ impl Mask {
                 }
             }
         }
-        counts.push((total - run_start) as u32);
+        if current == 1 {
+            // The box's last column ended inside a run of ones; the columns after it are empty.
+            let pos = (self.bbox.x as u64 + bw as u64) * h;
+            counts.push((pos - run_start) as u32);
+            run_start = pos;
+        }
+        if run_start < total {
+            counts.push((total - run_start) as u32);
+        }
         Rle::from_counts_unchecked(self.size, counts)
     }
 

@@ -31,12 +31,21 @@ impl StageTiming {
         let t0 = Instant::now();
         let out = f();
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        (out, StageTiming { stage: stage.to_string(), ms })
+        (
+            out,
+            StageTiming {
+                stage: stage.to_string(),
+                ms,
+            },
+        )
     }
 
     /// The `--timings` line: `{"stage":"allocate","ms":1.93}`.
     pub fn to_json_line(&self) -> String {
-        serde_json::json!({"stage": self.stage, "ms": (self.ms * 1000.0).round() / 1000.0}).to_string()
+        // Written by hand so the keys keep this order (serde_json's map is sorted).
+        let stage = serde_json::Value::String(self.stage.clone());
+        let ms = serde_json::json!((self.ms * 1000.0).round() / 1000.0);
+        format!("{{\"stage\":{stage},\"ms\":{ms}}}")
     }
 }
 
@@ -137,8 +146,9 @@ impl<S: Segmenter, A: MarkAllocator, R: MarkRenderer> SomPipeline<S, A, R> {
                 found: format!("a segmentation of {}", segmentation.size),
             });
         }
-        let (marks, t_alloc) =
-            StageTiming::measure("allocate", || self.allocator.allocate(&segmentation, &self.renderer));
+        let (marks, t_alloc) = StageTiming::measure("allocate", || {
+            self.allocator.allocate(&segmentation, &self.renderer)
+        });
         let marks = marks?;
         let rgb = image.to_rgb8();
         let (rendered, t_render) =

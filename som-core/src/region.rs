@@ -143,11 +143,7 @@ impl Segmentation {
             if !r.bbox.is_empty() && !full.contains_box(&r.bbox) {
                 return Err(SomError::Region {
                     id: r.id,
-                    message: format!(
-                        "box {:?} lies outside the {} image",
-                        r.bbox.to_xywh(),
-                        self.size
-                    ),
+                    message: format!("box {:?} lies outside the {} image", r.bbox.to_xywh(), self.size),
                 });
             }
             if !ids.insert(r.id) {

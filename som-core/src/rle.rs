@@ -15,9 +15,10 @@ use crate::mask::Mask;
 /// # Example
 /// ```
 /// use som_core::{ImageSize, Rle};
-/// let rle = Rle::from_compressed(ImageSize::new(3, 2), "11=0")?;
+/// // pycocotools encodes a 2x3 mask whose only pixel is (x 0, y 1) as "114".
+/// let rle = Rle::from_compressed(ImageSize::new(3, 2), "114")?;
 /// assert_eq!(rle.counts(), &[1, 1, 4]);
-/// assert_eq!(rle.to_compressed(), "11=0");
+/// assert_eq!(rle.to_compressed(), "114");
 /// assert_eq!(rle.area(), 1);
 /// # Ok::<(), som_core::SomError>(())
 /// ```

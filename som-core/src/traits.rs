@@ -78,7 +78,8 @@ pub trait MarkAllocator {
     ///
     /// # Errors
     /// [`SomError::Region`] for regions that cannot carry a mark (empty ones).
-    fn allocate(&self, segmentation: &Segmentation, labels: &dyn LabelMeasure) -> Result<Vec<Mark>, SomError>;
+    fn allocate(&self, segmentation: &Segmentation, labels: &dyn LabelMeasure)
+        -> Result<Vec<Mark>, SomError>;
 }
 
 /// Draws marks (and optionally tints, contours and boxes) onto an image.
@@ -87,7 +88,12 @@ pub trait MarkRenderer: LabelMeasure {
     ///
     /// # Errors
     /// [`SomError::MaskSize`] when the image and segmentation sizes differ.
-    fn render(&self, image: &RgbImage, segmentation: &Segmentation, marks: &[Mark]) -> Result<RgbImage, SomError>;
+    fn render(
+        &self,
+        image: &RgbImage,
+        segmentation: &Segmentation,
+        marks: &[Mark],
+    ) -> Result<RgbImage, SomError>;
 }
 
 macro_rules! forward_impls {
