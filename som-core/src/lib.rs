@@ -43,6 +43,7 @@
 
 mod error;
 mod geometry;
+pub mod io;
 mod grounding;
 pub mod json;
 mod mark;

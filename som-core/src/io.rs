@@ -1,0 +1,73 @@
+//! Decoding images from untrusted files with resource limits.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageReader, Limits};
+
+use crate::error::SomError;
+
+/// The largest width or height accepted by [`decode_image`] (pixels).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most memory [`decode_image`] lets a decoder allocate (bytes).
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Decodes a PNG or JPEG from memory, refusing images larger than
+/// [`MAX_IMAGE_SIDE`] on a side or needing more than [`MAX_DECODE_BYTES`].
+///
+/// # Errors
+/// [`SomError::Image`] naming the problem: unknown format, truncated or corrupt
+/// data, or a limit exceeded.
+///
+/// # Example
+/// ```
+/// use som_core::io::decode_image;
+/// let mut png = Vec::new();
+/// image::RgbImage::new(3, 2).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+/// assert_eq!(decode_image(&png)?.width(), 3);
+/// assert!(decode_image(&png[..png.len() / 2]).is_err());
+/// assert!(decode_image(b"not an image").is_err());
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, SomError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SomError::Image(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(SomError::Image(
+            "not a PNG or JPEG image (unrecognised format)".into(),
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader
+        .decode()
+        .map_err(|e| SomError::Image(one_line(&e.to_string())))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(SomError::Image("the image has no pixels".into()));
+    }
+    Ok(image)
+}
+
+/// Reads and decodes an image file with the limits of [`decode_image`].
+///
+/// # Errors
+/// [`SomError::Io`] when the file cannot be read, [`SomError::Image`] when it
+/// cannot be decoded; both name the path.
+pub fn load_image(path: &Path) -> Result<DynamicImage, SomError> {
+    let bytes = std::fs::read(path).map_err(|source| SomError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    decode_image(&bytes).map_err(|e| match e {
+        SomError::Image(m) => SomError::Image(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
