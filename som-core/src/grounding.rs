@@ -224,7 +224,10 @@ pub trait GroundingModel: Send + Sync {
     ///
     /// # Errors
     /// [`SomError::Grounding`] for transport, provider and parsing failures.
-    fn ground<'a>(&'a self, request: &'a GroundingRequest<'a>) -> BoxFuture<'a, Result<GroundingAnswer, SomError>>;
+    fn ground<'a>(
+        &'a self,
+        request: &'a GroundingRequest<'a>,
+    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>>;
 
     /// A short name for logs and reports (e.g. `"openai:gpt-4o"`).
     fn name(&self) -> &str {
@@ -233,7 +236,10 @@ pub trait GroundingModel: Send + Sync {
 }
 
 impl<T: GroundingModel + ?Sized> GroundingModel for Box<T> {
-    fn ground<'a>(&'a self, request: &'a GroundingRequest<'a>) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
+    fn ground<'a>(
+        &'a self,
+        request: &'a GroundingRequest<'a>,
+    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
         (**self).ground(request)
     }
     fn name(&self) -> &str {
@@ -242,7 +248,10 @@ impl<T: GroundingModel + ?Sized> GroundingModel for Box<T> {
 }
 
 impl<T: GroundingModel + ?Sized> GroundingModel for &T {
-    fn ground<'a>(&'a self, request: &'a GroundingRequest<'a>) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
+    fn ground<'a>(
+        &'a self,
+        request: &'a GroundingRequest<'a>,
+    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
         (**self).ground(request)
     }
     fn name(&self) -> &str {
@@ -251,7 +260,10 @@ impl<T: GroundingModel + ?Sized> GroundingModel for &T {
 }
 
 impl<T: GroundingModel + ?Sized> GroundingModel for std::sync::Arc<T> {
-    fn ground<'a>(&'a self, request: &'a GroundingRequest<'a>) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
+    fn ground<'a>(
+        &'a self,
+        request: &'a GroundingRequest<'a>,
+    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
         (**self).ground(request)
     }
     fn name(&self) -> &str {
@@ -288,7 +300,10 @@ mod tests {
     fn arc_and_box_forward_name() {
         struct Named;
         impl GroundingModel for Named {
-            fn ground<'a>(&'a self, _r: &'a GroundingRequest<'a>) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
+            fn ground<'a>(
+                &'a self,
+                _r: &'a GroundingRequest<'a>,
+            ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
                 Box::pin(async { Ok(GroundingAnswer::new("x")) })
             }
             fn name(&self) -> &str {

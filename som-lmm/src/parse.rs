@@ -1,0 +1,870 @@
+//! Reading mark references out of a model's answer.
+//!
+//! Models cite marks in many shapes: `[3]`, `[1, 2]`, `[1][2]`, `[3-5]`,
+//! `(c)`, `mark 3`, `marks 3 and 5`, `click [12]`, `#4`, a bare `3-5` as the
+//! whole answer, or JSON (`{"marks": [3]}`, fenced or bare). [`parse_marks`]
+//! finds them all, resolves each label against the marks that exist on the
+//! image, and reports the labels that do not exist as [`UnknownMark`]s
+//! instead of dropping them. Nothing here panics, whatever the answer.
+//!
+//! `[1,2]` is two marks, 1 and 2 (the released SoM code reads it as 12).
+
+use std::fmt;
+use std::ops::Range;
+
+use som_core::{MarkRef, MarkedImage};
+
+/// The largest range a model may cite (`[1-1000]`); wider ranges are
+/// reported whole as an unknown label rather than expanded.
+pub const MAX_RANGE: u64 = 1000;
+
+/// The JSON keys whose values are read as mark labels in structured answers.
+pub const JSON_MARK_KEYS: [&str; 7] = ["marks", "mark", "labels", "label", "ids", "id", "click"];
+
+/// A label as written in the answer, before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelToken {
+    /// The label, normalised: digits without leading zeros, letters lowercase.
+    pub label: String,
+    /// Byte range in the answer of the text that produced it.
+    pub span: Range<usize>,
+}
+
+/// A label the answer cites that names no mark on the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownMark {
+    /// The label as cited (normalised), e.g. `"7"` or `"1-5000"`.
+    pub label: String,
+    /// Byte range in the answer where it was cited.
+    pub span: Range<usize>,
+}
+
+/// The labels an answer cites that name no mark, as an error value.
+///
+/// ```
+/// use som_lmm::{UnknownMark, UnknownMarks};
+/// let e = UnknownMarks(vec![UnknownMark { label: "7".into(), span: 1..2 }]);
+/// assert_eq!(e.to_string(), "the answer cites marks that do not exist: 7");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownMarks(pub Vec<UnknownMark>);
+
+impl fmt::Display for UnknownMarks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the answer cites marks that do not exist: ")?;
+        for (i, u) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(&u.label)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownMarks {}
+
+/// The marks an answer cites.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedMarks {
+    /// Cited marks that exist, in order of first mention, without repeats.
+    pub marks: Vec<MarkRef>,
+    /// Cited labels that name no mark, in order of first mention, without repeats.
+    pub unknown: Vec<UnknownMark>,
+}
+
+impl ParsedMarks {
+    /// The marks, or an error listing the labels that do not exist.
+    ///
+    /// # Errors
+    /// [`UnknownMarks`] when the answer cites any label that names no mark.
+    pub fn into_result(self) -> Result<Vec<MarkRef>, UnknownMarks> {
+        if self.unknown.is_empty() {
+            Ok(self.marks)
+        } else {
+            Err(UnknownMarks(self.unknown))
+        }
+    }
+
+    /// The unknown labels as plain strings.
+    pub fn unknown_labels(&self) -> Vec<String> {
+        self.unknown.iter().map(|u| u.label.clone()).collect()
+    }
+}
+
+/// What labels look like on an image, so prose is not mistaken for marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LabelKinds {
+    /// Whether some mark text is a number.
+    pub numbers: bool,
+    /// The length of the longest letter mark text (0 when no mark is lettered).
+    pub max_letters: usize,
+}
+
+impl LabelKinds {
+    /// The kinds of label the marks of `marked` use.
+    pub fn of(marked: &MarkedImage) -> Self {
+        let mut kinds = LabelKinds::default();
+        for m in &marked.marks {
+            if !m.text.is_empty() && m.text.bytes().all(|b| b.is_ascii_digit()) {
+                kinds.numbers = true;
+            } else if !m.text.is_empty() && m.text.bytes().all(|b| b.is_ascii_alphabetic()) {
+                kinds.max_letters = kinds.max_letters.max(m.text.len());
+            }
+        }
+        kinds
+    }
+
+    /// Longest letter run read as a label inside brackets.
+    fn bracket_letters(&self) -> usize {
+        self.max_letters.max(1)
+    }
+}
+
+/// Finds the marks an answer cites and resolves them against `marked`.
+///
+/// # Example
+/// ```
+/// use image::RgbImage;
+/// use som_core::{BBox, ImageSize, Mark, MarkedImage, Point, Region, Segmentation};
+/// use som_lmm::parse_marks;
+/// let size = ImageSize::new(64, 64);
+/// let regions = (0..4).map(|i| Region::from_box(i, BBox::new(i as u32 * 8, 0, 8, 8))).collect();
+/// let seg = Segmentation::new(size, regions)?;
+/// let marks = (0..4).map(|i| Mark::new(i + 1, (i + 1).to_string(), Point::new(i * 8, 0), i as usize, BBox::new(0, 0, 1, 1))).collect();
+/// let marked = MarkedImage::new(RgbImage::new(64, 64), marks, seg)?;
+///
+/// let parsed = parse_marks("The cups are [1,2]; the lid is mark 4, not [9].", &marked);
+/// let ids: Vec<u32> = parsed.marks.iter().map(|m| m.id).collect();
+/// assert_eq!(ids, [1, 2, 4]);
+/// assert_eq!(parsed.unknown_labels(), ["9"]);
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+pub fn parse_marks(answer: &str, marked: &MarkedImage) -> ParsedMarks {
+    let tokens = extract_labels(answer, LabelKinds::of(marked));
+    resolve(&tokens, marked)
+}
+
+/// Resolves label tokens against the marks of `marked` (by printed text, so
+/// 0-based and 1-based numbering and letters all work as drawn).
+pub fn resolve(tokens: &[LabelToken], marked: &MarkedImage) -> ParsedMarks {
+    let mut out = ParsedMarks::default();
+    for t in tokens {
+        match marked.mark_by_text(&t.label) {
+            Some(m) => {
+                if !out.marks.iter().any(|r| r.id == m.id) {
+                    out.marks.push(MarkRef {
+                        id: m.id,
+                        text: m.text.clone(),
+                        region: m.region,
+                    });
+                }
+            }
+            None => {
+                if !out.unknown.iter().any(|u| u.label == t.label) {
+                    out.unknown.push(UnknownMark {
+                        label: t.label.clone(),
+                        span: t.span.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Finds the labels an answer cites, in order, without resolving them.
+///
+/// Structured JSON (a [`JSON_MARK_KEYS`] key, fenced or bare) wins when
+/// present; otherwise a whole answer that is only a label list (`"3"`,
+/// `"3-5"`, `"1, 2 and 4"`) is read as one; otherwise the text is scanned for
+/// brackets, `#N`, parenthesised labels and keyword phrases (`mark 3`,
+/// `marks 3 and 5`, `click 12`).
+///
+/// ```
+/// use som_lmm::{extract_labels, LabelKinds};
+/// let kinds = LabelKinds { numbers: true, max_letters: 0 };
+/// let labels: Vec<String> = extract_labels("[1][2] and [4-6]", kinds).into_iter().map(|t| t.label).collect();
+/// assert_eq!(labels, ["1", "2", "4", "5", "6"]);
+/// ```
+pub fn extract_labels(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
+    if let Some(tokens) = json_labels(answer, kinds) {
+        return tokens;
+    }
+    if let Some(tokens) = whole_answer_list(answer, kinds) {
+        return tokens;
+    }
+    scan(answer, kinds)
+}
+
+// ---------------------------------------------------------------- JSON
+
+/// Labels from the first JSON object in the answer that has a mark key.
+fn json_labels(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>> {
+    for (start, end) in json_candidates(answer) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&answer[start..end]) else {
+            continue;
+        };
+        let mut tokens = Vec::new();
+        if collect_json(&value, start..end, kinds, &mut tokens, 0) {
+            return Some(tokens);
+        }
+    }
+    None
+}
+
+/// Byte ranges of `{…}` blocks (balanced, strings respected), fenced code
+/// blocks first. At most 16 candidates are tried.
+fn json_candidates(s: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && out.len() < 16 {
+        if bytes[i] == b'{' {
+            if let Some(end) = balanced_object_end(bytes, i) {
+                out.push((i, end));
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn balanced_object_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (k, &b) in bytes.iter().enumerate().skip(start) {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return (b == b'}').then_some(k + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Collects labels under mark keys (searching nested objects); returns
+/// whether a mark key was found.
+fn collect_json(
+    value: &serde_json::Value,
+    span: Range<usize>,
+    kinds: LabelKinds,
+    out: &mut Vec<LabelToken>,
+    depth: usize,
+) -> bool {
+    let serde_json::Value::Object(map) = value else {
+        return false;
+    };
+    if depth > 8 {
+        return false;
+    }
+    let mut found = false;
+    for key in JSON_MARK_KEYS {
+        if let Some(v) = map.get(key) {
+            found = true;
+            json_value_labels(v, &span, kinds, out, 0);
+        }
+    }
+    if !found {
+        for v in map.values() {
+            if let serde_json::Value::Object(_) = v {
+                found |= collect_json(v, span.clone(), kinds, out, depth + 1);
+            }
+        }
+    }
+    found
+}
+
+fn json_value_labels(
+    v: &serde_json::Value,
+    span: &Range<usize>,
+    kinds: LabelKinds,
+    out: &mut Vec<LabelToken>,
+    depth: usize,
+) {
+    if depth > 8 {
+        return;
+    }
+    match v {
+        serde_json::Value::Number(n) => out.push(LabelToken {
+            label: normalise(&n.to_string()),
+            span: span.clone(),
+        }),
+        serde_json::Value::String(s) => {
+            let trimmed = s.trim();
+            let wide = LabelKinds {
+                numbers: true,
+                max_letters: kinds.bracket_letters().max(trimmed.len().min(6)),
+            };
+            match parse_list(trimmed, 0, wide, true) {
+                Some((items, _)) => out.extend(items.into_iter().map(|t| LabelToken {
+                    label: t.label,
+                    span: span.clone(),
+                })),
+                None if !trimmed.is_empty() => out.push(LabelToken {
+                    label: trimmed.to_string(),
+                    span: span.clone(),
+                }),
+                None => {}
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                json_value_labels(item, span, kinds, out, depth + 1);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for key in JSON_MARK_KEYS {
+                if let Some(inner) = map.get(key) {
+                    json_value_labels(inner, span, kinds, out, depth + 1);
+                }
+            }
+        }
+        serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+    }
+}
+
+// ---------------------------------------------------------------- whole answer
+
+/// The answer read as nothing but a label list (after an optional
+/// `answer:` prefix, quotes, brackets and a final full stop).
+fn whole_answer_list(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>> {
+    let mut start = 0;
+    let mut end = answer.len();
+    let lower = answer.to_ascii_lowercase();
+    let trim_set = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '*' | '.' | '!');
+    let t = answer[start..end].trim_start_matches(trim_set);
+    start = end - t.len();
+    for prefix in ["final answer:", "answer:", "marks:", "mark:"] {
+        if lower[start..].starts_with(prefix) {
+            start += prefix.len();
+            break;
+        }
+    }
+    let t = answer[start..end].trim_start_matches(trim_set);
+    start = end - t.len();
+    let t = answer[start..end].trim_end_matches(trim_set);
+    end = start + t.len();
+    if start >= end {
+        return None;
+    }
+    // Letters only count as a whole answer when the image is lettered.
+    let kinds = LabelKinds {
+        numbers: true,
+        max_letters: kinds.max_letters,
+    };
+    let (items, used) = parse_list(&answer[start..end], start, kinds, true)?;
+    (used == end - start && !items.is_empty()).then_some(items)
+}
+
+// ---------------------------------------------------------------- scanning
+
+const KEYWORDS: [&str; 12] = [
+    "marks", "mark", "labels", "label", "regions", "region", "numbers", "number", "click", "tap", "select",
+    "ids",
+];
+
+fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
+    let bytes = answer.as_bytes();
+    let lower = answer.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &answer[i..];
+        // Brackets: [..], 【..】, ［..］.
+        if let Some((open_len, close)) = bracket_at(rest) {
+            if let Some(rel) = rest[open_len..].find(close) {
+                let inner_start = i + open_len;
+                let inner = &answer[inner_start..inner_start + rel];
+                if inner.len() <= 200 {
+                    let bk = LabelKinds {
+                        numbers: true,
+                        max_letters: kinds.bracket_letters(),
+                    };
+                    if let Some((items, used)) = parse_list(strip_list_prefix(inner).1, 0, bk, true) {
+                        let (skip, body) = strip_list_prefix(inner);
+                        if used == body.len() && !items.is_empty() {
+                            out.extend(items.into_iter().map(|t| LabelToken {
+                                label: t.label,
+                                span: inner_start + skip + t.span.start..inner_start + skip + t.span.end,
+                            }));
+                            i = inner_start + rel + close.len();
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        // Parenthesised single label: (3), (c) — only of a kind the image uses.
+        if bytes[i] == b'(' {
+            if let Some(rel) = rest[1..].find(')') {
+                let inner = &rest[1..1 + rel];
+                if let Some(tok) = single_label(inner, i + 1, kinds) {
+                    out.push(tok);
+                    i += rel + 2;
+                    continue;
+                }
+            }
+        }
+        // #12
+        if bytes[i] == b'#' && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+            let digits = rest[1..].bytes().take_while(u8::is_ascii_digit).count();
+            let after = i + 1 + digits;
+            if digits > 0 && (after >= bytes.len() || !bytes[after].is_ascii_alphanumeric()) {
+                out.push(LabelToken {
+                    label: normalise(&answer[i + 1..after]),
+                    span: i..after,
+                });
+                i = after;
+                continue;
+            }
+        }
+        // Keyword phrases: mark 3, marks 3 and 5, click 12, region #4.
+        if bytes[i].is_ascii_alphabetic() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+            if let Some(kw) = KEYWORDS.iter().find(|k| {
+                lower[i..].starts_with(*k)
+                    && !bytes.get(i + k.len()).is_some_and(|b| b.is_ascii_alphanumeric())
+            }) {
+                let mut j = i + kw.len();
+                // Optional connector: spaces, ':', '#', '(', "on".
+                j += answer[j..]
+                    .bytes()
+                    .take_while(|b| matches!(b, b' ' | b'\t' | b':' | b'('))
+                    .count();
+                if lower[j..].starts_with("on ") {
+                    j += 3;
+                    j += answer[j..].bytes().take_while(|b| *b == b' ').count();
+                }
+                let kk = LabelKinds {
+                    numbers: true,
+                    max_letters: kinds.max_letters,
+                };
+                if let Some((items, used)) = parse_list(&answer[j..], j, kk, false) {
+                    if !items.is_empty() {
+                        out.extend(items);
+                        i = j + used;
+                        continue;
+                    }
+                }
+                i += kw.len();
+                continue;
+            }
+            // Skip the rest of the word.
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            continue;
+        }
+        i += rest.chars().next().map_or(1, char::len_utf8);
+    }
+    out
+}
+
+fn bracket_at(s: &str) -> Option<(usize, &'static str)> {
+    if s.starts_with('[') {
+        Some((1, "]"))
+    } else if s.starts_with('【') {
+        Some(('【'.len_utf8(), "】"))
+    } else if s.starts_with('［') {
+        Some(('［'.len_utf8(), "］"))
+    } else {
+        None
+    }
+}
+
+/// Strips a leading word such as `mark` or `marks:` inside brackets; returns
+/// the bytes skipped and the rest.
+fn strip_list_prefix(inner: &str) -> (usize, &str) {
+    let lower = inner.to_ascii_lowercase();
+    let lead = inner.len() - inner.trim_start().len();
+    for kw in KEYWORDS {
+        if lower[lead..].starts_with(kw) {
+            let after = lead + kw.len();
+            if inner[after..].starts_with([' ', ':', '#']) {
+                let skip = after
+                    + inner[after..]
+                        .bytes()
+                        .take_while(|b| matches!(b, b' ' | b':'))
+                        .count();
+                return (skip, &inner[skip..]);
+            }
+        }
+    }
+    (0, inner)
+}
+
+fn single_label(inner: &str, offset: usize, kinds: LabelKinds) -> Option<LabelToken> {
+    let t = inner.trim();
+    if t.is_empty() || t.len() > 9 {
+        return None;
+    }
+    let lead = inner.len() - inner.trim_start().len();
+    let ok = if t.bytes().all(|b| b.is_ascii_digit()) {
+        kinds.numbers
+    } else {
+        kinds.max_letters > 0 && t.len() <= kinds.max_letters && t.bytes().all(|b| b.is_ascii_alphabetic())
+    };
+    ok.then(|| LabelToken {
+        label: normalise(t),
+        span: offset + lead..offset + lead + t.len(),
+    })
+}
+
+// ---------------------------------------------------------------- label lists
+
+/// Parses `item (sep item)*` from the start of `s`, where an item is a
+/// number, a letter label (at most `kinds.max_letters` letters), `#N`, or a
+/// range `a-b` / `a–b` / `a to b`. With `whole`, whitespace alone also
+/// separates items. Returns the tokens (spans offset by `base`) and the bytes
+/// consumed (ending after the last item).
+fn parse_list(s: &str, base: usize, kinds: LabelKinds, whole: bool) -> Option<(Vec<LabelToken>, usize)> {
+    let mut tokens = Vec::new();
+    let mut pos = 0;
+    let mut consumed = 0;
+    loop {
+        let mut p = pos;
+        if !tokens.is_empty() {
+            let sep_start = p;
+            p = skip_ws(s, p);
+            let had_ws = p > sep_start;
+            let lower = s[p..].to_ascii_lowercase();
+            let mut sep = false;
+            if let Some(c) = s[p..].chars().next() {
+                if matches!(c, ',' | ';' | '/' | '&' | '+' | '、' | '，') {
+                    p += c.len_utf8();
+                    sep = true;
+                    p = skip_ws(s, p);
+                    // ", and 5"
+                    let l2 = s[p..].to_ascii_lowercase();
+                    if let Some(w) = ["and ", "or "].iter().find(|w| l2.starts_with(**w)) {
+                        p = skip_ws(s, p + w.len());
+                    }
+                }
+            }
+            if !sep {
+                if let Some(w) = ["and ", "or "].iter().find(|w| lower.starts_with(**w)) {
+                    if had_ws {
+                        p = skip_ws(s, p + w.len());
+                        sep = true;
+                    }
+                }
+            }
+            if !sep && (!whole || !had_ws) {
+                break;
+            }
+        }
+        p = skip_ws(s, p);
+        match parse_item(s, p, base, kinds) {
+            Some((mut items, end)) => {
+                tokens.append(&mut items);
+                pos = end;
+                consumed = end;
+            }
+            None => {
+                if tokens.is_empty() {
+                    return None;
+                }
+                break;
+            }
+        }
+    }
+    Some((tokens, consumed))
+}
+
+fn skip_ws(s: &str, p: usize) -> usize {
+    p + s[p..].len() - s[p..].trim_start().len()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Number,
+    Letters,
+}
+
+/// One label at byte `p` of `s`: returns its text and end.
+fn parse_atom(s: &str, p: usize, kinds: LabelKinds) -> Option<(Kind, &str, usize)> {
+    let b = s.as_bytes();
+    let mut start = p;
+    if b.get(start) == Some(&b'#') {
+        start += 1;
+    }
+    let digits = b[start.min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits > 0 {
+        let end = start + digits;
+        if b.get(end).is_some_and(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        return Some((Kind::Number, &s[start..end], end));
+    }
+    if start > p {
+        return None;
+    }
+    let letters = b[start.min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if letters == 0 || letters > kinds.max_letters {
+        return None;
+    }
+    let end = start + letters;
+    if b.get(end).is_some_and(|c| c.is_ascii_digit() || *c == b'_') {
+        return None;
+    }
+    let word = s[start..end].to_ascii_lowercase();
+    if matches!(word.as_str(), "and" | "or" | "to") {
+        return None;
+    }
+    Some((Kind::Letters, &s[start..end], end))
+}
+
+/// An item: a label or a range of labels.
+fn parse_item(s: &str, p: usize, base: usize, kinds: LabelKinds) -> Option<(Vec<LabelToken>, usize)> {
+    let (kind, first, end) = parse_atom(s, p, kinds)?;
+    // Range?
+    let q = skip_ws(s, end);
+    let lower = s[q..].to_ascii_lowercase();
+    let dash = ["-", "–", "—", "..", "to "]
+        .iter()
+        .find(|d| lower.starts_with(**d));
+    if let Some(d) = dash {
+        let r = skip_ws(s, q + d.len());
+        if let Some((kind2, second, end2)) = parse_atom(s, r, kinds) {
+            if kind2 == kind {
+                return Some((expand_range(kind, first, second, base + p..base + end2), end2));
+            }
+        }
+    }
+    Some((
+        vec![LabelToken {
+            label: normalise(first),
+            span: base + p..base + end,
+        }],
+        end,
+    ))
+}
+
+fn expand_range(kind: Kind, a: &str, b: &str, span: Range<usize>) -> Vec<LabelToken> {
+    let whole = || {
+        vec![LabelToken {
+            label: format!("{}-{}", normalise(a), normalise(b)),
+            span: span.clone(),
+        }]
+    };
+    let (lo, hi) = match kind {
+        Kind::Number => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) => (x, y),
+            _ => return whole(),
+        },
+        Kind::Letters => match (letters_rank(a), letters_rank(b)) {
+            (Some(x), Some(y)) => (x, y),
+            _ => return whole(),
+        },
+    };
+    if hi < lo || hi - lo >= MAX_RANGE {
+        return whole();
+    }
+    (lo..=hi)
+        .map(|n| LabelToken {
+            label: match kind {
+                Kind::Number => n.to_string(),
+                Kind::Letters => letters_of(n),
+            },
+            span: span.clone(),
+        })
+        .collect()
+}
+
+/// Bijective base-26 value of a letter label (`a` = 1).
+fn letters_rank(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 6 {
+        return None;
+    }
+    let mut n = 0u64;
+    for b in s.bytes() {
+        let b = b.to_ascii_lowercase();
+        if !b.is_ascii_lowercase() {
+            return None;
+        }
+        n = n * 26 + u64::from(b - b'a' + 1);
+    }
+    Some(n)
+}
+
+fn letters_of(mut n: u64) -> String {
+    let mut out = Vec::new();
+    while n > 0 {
+        n -= 1;
+        out.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Digits without leading zeros; letters lowercase; anything else as is.
+fn normalise(label: &str) -> String {
+    let t = label.trim().trim_start_matches('#');
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let z = t.trim_start_matches('0');
+        if z.is_empty() {
+            "0".to_string()
+        } else {
+            z.to_string()
+        }
+    } else if t.contains('.')
+        && t.parse::<f64>()
+            .is_ok_and(|f| f.fract() == 0.0 && (0.0..1e9).contains(&f))
+    {
+        // JSON numbers such as 3.0.
+        format!("{}", t.parse::<f64>().unwrap_or(0.0) as u64)
+    } else {
+        t.to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUM: LabelKinds = LabelKinds {
+        numbers: true,
+        max_letters: 0,
+    };
+    const LET: LabelKinds = LabelKinds {
+        numbers: false,
+        max_letters: 2,
+    };
+
+    fn labels(s: &str, kinds: LabelKinds) -> Vec<String> {
+        extract_labels(s, kinds).into_iter().map(|t| t.label).collect()
+    }
+
+    fn check(s: &str, kinds: LabelKinds, expect: &[&str]) {
+        assert_eq!(labels(s, kinds), expect, "answer: {s:?}");
+    }
+
+    #[test]
+    fn brackets() {
+        check("The cup is [3].", NUM, &["3"]);
+        check("[1, 2]", NUM, &["1", "2"]);
+        check("[1,2]", NUM, &["1", "2"]);
+        check("see [1][2]", NUM, &["1", "2"]);
+        check("objects [3-5] and [7]", NUM, &["3", "4", "5", "7"]);
+        check("objects [3 – 5]", NUM, &["3", "4", "5"]);
+        check("[1 and 2]", NUM, &["1", "2"]);
+        check("[1 2 3]", NUM, &["1", "2", "3"]);
+        check("[mark 4]", NUM, &["4"]);
+        check("【6】", NUM, &["6"]);
+        check("[the cup]", NUM, &[]);
+        check("[03]", NUM, &["3"]);
+        check("[a]", NUM, &["a"]);
+        check("x [12", NUM, &[]);
+    }
+
+    #[test]
+    fn letters_and_parens() {
+        check("It is (c).", LET, &["c"]);
+        check("It is (c).", NUM, &[]);
+        check("see (3)", NUM, &["3"]);
+        check("[a-c]", LET, &["a", "b", "c"]);
+        check("[B]", LET, &["b"]);
+        check("mark aa", LET, &["aa"]);
+    }
+
+    #[test]
+    fn keywords() {
+        check("mark 3", NUM, &["3"]);
+        check("Marks 3 and 5 are cups", NUM, &["3", "5"]);
+        check("marks 3, 4, and 5.", NUM, &["3", "4", "5"]);
+        check("click [12]", NUM, &["12"]);
+        check("click(12)", NUM, &["12"]);
+        check("click on 12", NUM, &["12"]);
+        check("region #4", NUM, &["4"]);
+        check("the remarks 3 are", NUM, &[]);
+        check("marks and 3", NUM, &[]);
+        check("object #7 is red", NUM, &["7"]);
+        check("marker 3", NUM, &[]);
+    }
+
+    #[test]
+    fn whole_answers() {
+        check("3", NUM, &["3"]);
+        check(" 3-5 ", NUM, &["3", "4", "5"]);
+        check("3 and 5.", NUM, &["3", "5"]);
+        check("Answer: 1, 2", NUM, &["1", "2"]);
+        check("c", LET, &["c"]);
+        check("I see 3 cups", NUM, &[]);
+    }
+
+    #[test]
+    fn json() {
+        check(r#"{"marks":[3]}"#, NUM, &["3"]);
+        check(
+            "```json\n{\"marks\": [1, \"2\", \"4-5\"]}\n```",
+            NUM,
+            &["1", "2", "4", "5"],
+        );
+        check(r#"Sure: {"answer": "the cup [9]", "marks": ["c"]}"#, LET, &["c"]);
+        check(r#"{"result": {"click": 12}}"#, NUM, &["12"]);
+        check(r#"{"marks": []}"#, NUM, &[]);
+        check(r#"{"foo": 1} then [2]"#, NUM, &["2"]);
+        check(r#"{"marks": [3.0]}"#, NUM, &["3"]);
+    }
+
+    #[test]
+    fn ranges_are_bounded() {
+        check("[1-5000]", NUM, &["1-5000"]);
+        check("[5-3]", NUM, &["5-3"]);
+        check("[1-99999999999999999999999]", NUM, &["1-99999999999999999999999"]);
+    }
+
+    #[test]
+    fn spans_point_at_the_label() {
+        let s = "cup: [12], lid: mark 7";
+        let toks = extract_labels(s, NUM);
+        assert_eq!(&s[toks[0].span.clone()], "12");
+        assert_eq!(&s[toks[1].span.clone()], "7");
+    }
+
+    #[test]
+    fn non_ascii_does_not_panic() {
+        for s in [
+            "İ[1]",
+            "ß mark 3",
+            "[é]",
+            "（3）",
+            "【",
+            "#",
+            "mark",
+            "[",
+            "{",
+            "{\"marks\":",
+            "ǅ-3",
+        ] {
+            let _ = labels(s, NUM);
+            let _ = labels(s, LET);
+        }
+    }
+}
