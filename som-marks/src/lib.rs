@@ -1,2 +1,5 @@
 //! som-marks (being built; see ARCHITECTURE.md).
 #![deny(missing_docs)]
+
+pub mod render;
+pub use render::{Draw, RenderConfig, Renderer};

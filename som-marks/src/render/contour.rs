@@ -1,0 +1,297 @@
+//! Region outlines: marching squares on the mask crop, linked into closed
+//! polylines and stroked with anti-aliasing by `tiny-skia`.
+//!
+//! Samples sit at pixel centres; a contour vertex is the midpoint of a sample
+//! edge that crosses the boundary, i.e. the middle of a pixel side. Staircase
+//! corners become 45° cuts, so diagonal edges come out smooth. Diagonal-only
+//! contacts between inside pixels are kept apart (the foreground is
+//! 4-connected). Collinear runs are merged before stroking.
+
+use som_core::{BBox, Mask};
+use tiny_skia::{FillRule, LineCap, LineJoin, PathBuilder, Stroke, Transform};
+
+/// An anti-aliased coverage crop: `coverage` holds `width` × `height` bytes
+/// whose top-left pixel is at (`x`, `y`) in image coordinates (may be
+/// negative: the stroke reaches past the mask's box).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Coverage {
+    pub x: i64,
+    pub y: i64,
+    pub width: u32,
+    pub height: u32,
+    pub coverage: Vec<u8>,
+}
+
+impl Coverage {
+    /// The image box the crop covers, clipped to `width` × `height`.
+    pub fn clipped(&self, width: u32, height: u32) -> Option<BBox> {
+        let x0 = self.x.max(0);
+        let y0 = self.y.max(0);
+        let x1 = (self.x + i64::from(self.width)).min(i64::from(width));
+        let y1 = (self.y + i64::from(self.height)).min(i64::from(height));
+        (x1 > x0 && y1 > y0).then(|| BBox::from_xyxy(x0 as u32, y0 as u32, x1 as u32, y1 as u32))
+    }
+}
+
+/// Closed boundary loops of `mask`, as vertex lists in image coordinates.
+pub(crate) fn boundary_loops(mask: &Mask) -> Vec<Vec<(f32, f32)>> {
+    let b = mask.bbox();
+    if b.is_empty() {
+        return Vec::new();
+    }
+    let (bw, bh) = (b.width as usize, b.height as usize);
+    let crop = mask.crop_data();
+    // sample (sx, sy) of the padded grid is crop pixel (sx - 1, sy - 1); the pad is outside
+    let gw = bw + 2; // samples per padded row
+    let inside = |sx: usize, sy: usize| -> bool {
+        sx >= 1 && sy >= 1 && sx <= bw && sy <= bh && crop[(sy - 1) * bw + (sx - 1)] != 0
+    };
+    // directed segments (entering crossing -> leaving crossing), by edge id:
+    // horizontal edge (sx,sy)-(sx+1,sy) = 2*(sy*gw+sx), vertical (sx,sy)-(sx,sy+1) = 2*(sy*gw+sx)+1
+    let mut segs: Vec<(u32, u32)> = Vec::new();
+    let zero_row = vec![0u8; bw];
+    for cy in 0..=bh {
+        // cells between sample rows cy and cy+1 => crop rows cy-1 and cy
+        let top: &[u8] = if cy >= 1 {
+            &crop[(cy - 1) * bw..cy * bw]
+        } else {
+            &zero_row
+        };
+        let bot: &[u8] = if cy < bh {
+            &crop[cy * bw..(cy + 1) * bw]
+        } else {
+            &zero_row
+        };
+        if top == bot && top.iter().all(|&v| v == 0) {
+            continue; // two empty rows: no cell crosses (the pad is outside too)
+        }
+        let mut cx = 0usize;
+        while cx <= bw {
+            // fast skip over cells whose four samples agree
+            if cx >= 1 && cx < bw {
+                let (t0, t1, b0, b1) = (top[cx - 1] != 0, top[cx] != 0, bot[cx - 1] != 0, bot[cx] != 0);
+                if t0 == t1 && b0 == b1 && t0 == b0 {
+                    cx += 1;
+                    continue;
+                }
+            }
+            cell(cx, cy, gw, &inside, &mut segs);
+            cx += 1;
+        }
+    }
+    link(segs, gw, b)
+}
+
+/// Adds the segments of cell (`cx`, `cy`) (samples cx..=cx+1, cy..=cy+1).
+fn cell(cx: usize, cy: usize, gw: usize, inside: &impl Fn(usize, usize) -> bool, segs: &mut Vec<(u32, u32)>) {
+    // corners clockwise (y down): a top-left, b top-right, c bottom-right, d bottom-left
+    let st = [
+        inside(cx, cy),
+        inside(cx + 1, cy),
+        inside(cx + 1, cy + 1),
+        inside(cx, cy + 1),
+    ];
+    if st[0] == st[1] && st[1] == st[2] && st[2] == st[3] {
+        return;
+    }
+    // the edge walked from corner k to k+1: top, right, bottom, left
+    let edge = |k: usize| -> u32 {
+        let id = match k {
+            0 => 2 * (cy * gw + cx),         // top: (cx,cy)-(cx+1,cy)
+            1 => 2 * (cy * gw + cx + 1) + 1, // right: (cx+1,cy)-(cx+1,cy+1)
+            2 => 2 * ((cy + 1) * gw + cx),   // bottom: (cx,cy+1)-(cx+1,cy+1)
+            _ => 2 * (cy * gw + cx) + 1,     // left: (cx,cy)-(cx,cy+1)
+        };
+        id as u32
+    };
+    // crossings in clockwise order; each entering one pairs with the next leaving one
+    let mut crossings = [(0u32, false); 4];
+    let mut n = 0;
+    for k in 0..4 {
+        let (from, to) = (st[k], st[(k + 1) % 4]);
+        if from != to {
+            crossings[n] = (edge(k), to); // to == true: entering the inside
+            n += 1;
+        }
+    }
+    for i in 0..n {
+        let (e, entering) = crossings[i];
+        if entering {
+            let (l, _) = crossings[(i + 1) % n];
+            segs.push((e, l));
+        }
+    }
+}
+
+/// Links directed segments into closed loops and converts edge ids to image
+/// coordinates (merging collinear runs).
+fn link(mut segs: Vec<(u32, u32)>, gw: usize, b: BBox) -> Vec<Vec<(f32, f32)>> {
+    segs.sort_unstable();
+    let mut used = vec![false; segs.len()];
+    let point = |e: u32| -> (f32, f32) {
+        let (cell, vertical) = ((e / 2) as usize, e % 2 == 1);
+        let (sx, sy) = ((cell % gw) as f32, (cell / gw) as f32);
+        // sample (sx, sy) is pixel (b.x + sx - 1, b.y + sy - 1), centre +0.5
+        let (px, py) = (b.x as f32 + sx - 0.5, b.y as f32 + sy - 0.5);
+        if vertical {
+            (px, py + 0.5)
+        } else {
+            (px + 0.5, py)
+        }
+    };
+    let mut loops = Vec::new();
+    for start in 0..segs.len() {
+        if used[start] {
+            continue;
+        }
+        let mut pts: Vec<(f32, f32)> = Vec::new();
+        let mut i = start;
+        loop {
+            used[i] = true;
+            push_merged(&mut pts, point(segs[i].0));
+            let to = segs[i].1;
+            match segs.binary_search_by_key(&to, |s| s.0) {
+                Ok(j) if !used[j] => i = j,
+                _ => break,
+            }
+        }
+        // close: drop a last point collinear with the first two
+        if pts.len() >= 3 {
+            let n = pts.len();
+            if collinear(pts[n - 2], pts[n - 1], pts[0]) {
+                pts.pop();
+            }
+        }
+        if pts.len() >= 3 && collinear(pts[pts.len() - 1], pts[0], pts[1]) {
+            pts.remove(0);
+        }
+        if pts.len() >= 2 {
+            loops.push(pts);
+        }
+    }
+    loops
+}
+
+fn collinear(a: (f32, f32), b: (f32, f32), c: (f32, f32)) -> bool {
+    let cross = (b.0 - a.0) * (c.1 - b.1) - (b.1 - a.1) * (c.0 - b.0);
+    let dot = (b.0 - a.0) * (c.0 - b.0) + (b.1 - a.1) * (c.1 - b.1);
+    cross == 0.0 && dot > 0.0
+}
+
+fn push_merged(pts: &mut Vec<(f32, f32)>, p: (f32, f32)) {
+    let n = pts.len();
+    if n >= 2 && collinear(pts[n - 2], pts[n - 1], p) {
+        pts[n - 1] = p;
+    } else {
+        pts.push(p);
+    }
+}
+
+/// The anti-aliased coverage of `mask`'s outline stroked `width` pixels wide
+/// (centred on the boundary), or `None` when the mask is empty.
+pub(crate) fn outline_coverage(mask: &Mask, width: f32) -> Option<Coverage> {
+    let loops = boundary_loops(mask);
+    if loops.is_empty() {
+        return None;
+    }
+    let b = mask.bbox();
+    let pad = (width / 2.0).ceil() as i64 + 2;
+    let ox = i64::from(b.x) - pad;
+    let oy = i64::from(b.y) - pad;
+    let cw = b.width as i64 + 2 * pad;
+    let ch = b.height as i64 + 2 * pad;
+    let mut pb = PathBuilder::new();
+    for l in &loops {
+        let (x, y) = l[0];
+        pb.move_to((x as f64 - ox as f64) as f32, (y as f64 - oy as f64) as f32);
+        for &(x, y) in &l[1..] {
+            pb.line_to((x as f64 - ox as f64) as f32, (y as f64 - oy as f64) as f32);
+        }
+        pb.close();
+    }
+    let path = pb.finish()?;
+    let stroke = Stroke {
+        width,
+        line_cap: LineCap::Round,
+        line_join: LineJoin::Round,
+        ..Stroke::default()
+    };
+    let outline = path.stroke(&stroke, 1.0)?;
+    let mut m = tiny_skia::Mask::new(u32::try_from(cw).ok()?, u32::try_from(ch).ok()?)?;
+    m.fill_path(&outline, FillRule::Winding, true, Transform::identity());
+    Some(Coverage {
+        x: ox,
+        y: oy,
+        width: cw as u32,
+        height: ch as u32,
+        coverage: m.data().to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use som_core::ImageSize;
+
+    use super::*;
+
+    #[test]
+    fn a_square_has_one_loop_of_four_corners() {
+        let m = Mask::from_box(ImageSize::new(10, 10), BBox::new(2, 3, 4, 2));
+        let loops = boundary_loops(&m);
+        assert_eq!(loops.len(), 1);
+        // midpoints of the outer pixel sides, corners cut at 45°
+        let l = &loops[0];
+        assert_eq!(l.len(), 8, "{l:?}");
+        for &(x, y) in l {
+            assert!((2.0..=6.0).contains(&x) && (3.0..=5.0).contains(&y), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn a_ring_has_two_loops_and_blobs_are_separate() {
+        let size = ImageSize::new(12, 12);
+        let ring = Mask::from_fn(size, |x, y| {
+            (2..10).contains(&x) && (2..10).contains(&y) && !((4..8).contains(&x) && (4..8).contains(&y))
+        });
+        assert_eq!(boundary_loops(&ring).len(), 2);
+        let diag = Mask::from_fn(size, |x, y| (x == 3 && y == 3) || (x == 4 && y == 4));
+        assert_eq!(boundary_loops(&diag).len(), 2);
+        let single = Mask::from_fn(size, |x, y| x == 0 && y == 0);
+        assert_eq!(boundary_loops(&single).len(), 1);
+    }
+
+    #[test]
+    fn every_segment_is_used_once() {
+        let size = ImageSize::new(20, 16);
+        let m = Mask::from_fn(size, |x, y| (x * 7 + y * 3) % 5 < 2);
+        let loops = boundary_loops(&m);
+        // every boundary pixel side contributes a vertex or is merged into a run; loops close
+        assert!(!loops.is_empty());
+        for l in &loops {
+            assert!(l.len() >= 2);
+        }
+    }
+
+    #[test]
+    fn outline_stays_near_the_boundary() {
+        let size = ImageSize::new(40, 40);
+        let m = Mask::from_box(size, BBox::new(10, 10, 20, 20));
+        let c = outline_coverage(&m, 2.0).unwrap();
+        for yy in 0..c.height as i64 {
+            for xx in 0..c.width as i64 {
+                let v = c.coverage[(yy * c.width as i64 + xx) as usize];
+                let (x, y) = (c.x + xx, c.y + yy);
+                // interior well away from the edge, and far outside, stay clear
+                if (13..27).contains(&x) && (13..27).contains(&y) {
+                    assert_eq!(v, 0, "({x},{y})");
+                }
+                if !(7..33).contains(&x) || !(7..33).contains(&y) {
+                    assert_eq!(v, 0, "({x},{y})");
+                }
+            }
+        }
+        // the boundary pixels themselves are covered
+        let at = |x: i64, y: i64| c.coverage[((y - c.y) * c.width as i64 + (x - c.x)) as usize];
+        assert!(at(10, 20) > 100 && at(9, 20) > 100 && at(20, 29) > 100);
+    }
+}

@@ -1,0 +1,173 @@
+//! Labels: a filled rounded box in the mark's colour with the mark text
+//! centred on it, black or white by the box colour's luminance.
+
+use som_core::BBox;
+
+use super::font::{draw_text, layout, GlyphCache, TextLayout};
+use super::palette::{blend, text_colour};
+
+/// Padding around the text ink, as a fraction of the em size (at least 1 px).
+const PAD_EM: f32 = 0.25;
+
+/// Corner radius of the label box, as a fraction of its shorter side.
+const RADIUS: f32 = 0.3;
+
+/// Padding in pixels for an em size.
+pub(crate) fn padding(em_px: f32) -> u32 {
+    (em_px * PAD_EM).round().max(1.0) as u32
+}
+
+/// The label box size of `text` at em size `em_px`: the ink box plus padding.
+pub(crate) fn label_dims(text: &str, em_px: f32, cache: &mut GlyphCache) -> (u32, u32) {
+    let t = layout(text, em_px, cache);
+    let p = padding(em_px);
+    (t.width + 2 * p, t.height + 2 * p)
+}
+
+/// The largest text that fits `bbox` (its padded box within `bbox`), no larger
+/// than `max_em`, in quarter-pixel steps; never below 1 px.
+pub(crate) fn fit(text: &str, bbox: BBox, max_em: f32, cache: &mut GlyphCache) -> TextLayout {
+    let (w0, h0) = label_dims(text, max_em, cache);
+    let mut em = max_em;
+    if w0 > bbox.width || h0 > bbox.height {
+        let s = (bbox.width as f32 / w0 as f32).min(bbox.height as f32 / h0 as f32);
+        em = ((max_em * s) * 4.0).floor() / 4.0;
+        // the padding rounds, so step down until it fits (bounded: em shrinks each turn)
+        while em > 1.0 {
+            let (w, h) = label_dims(text, em, cache);
+            if w <= bbox.width && h <= bbox.height {
+                break;
+            }
+            em -= 0.25;
+        }
+        em = em.max(1.0);
+    }
+    layout(text, em, cache)
+}
+
+/// Draws one label into the RGB canvas `buf` of `width` × `height`: the box
+/// `bbox` filled in `colour` with anti-aliased rounded corners, and `text`
+/// fitted into it (at most `max_em`) and centred. Clips to the canvas.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn draw_label(
+    buf: &mut [u8],
+    width: u32,
+    height: u32,
+    bbox: BBox,
+    text: &str,
+    max_em: f32,
+    colour: [u8; 3],
+    cache: &mut GlyphCache,
+) {
+    if bbox.is_empty() {
+        return;
+    }
+    fill_rounded(buf, width, height, bbox, colour);
+    let t = fit(text, bbox, max_em, cache);
+    let x = i64::from(bbox.x) + (i64::from(bbox.width) - i64::from(t.width)) / 2;
+    let y = i64::from(bbox.y) + (i64::from(bbox.height) - i64::from(t.height)) / 2;
+    draw_text(buf, width, height, &t, x, y, text_colour(colour), cache);
+}
+
+/// Fills `bbox` with `colour`, rounding its corners with anti-aliased
+/// quarter circles of radius `RADIUS` × the shorter side.
+fn fill_rounded(buf: &mut [u8], width: u32, height: u32, bbox: BBox, colour: [u8; 3]) {
+    let Some(clip) = bbox.intersection(&BBox::new(0, 0, width, height)) else {
+        return;
+    };
+    let (bw, bh) = (bbox.width as f32, bbox.height as f32);
+    let r = (bw.min(bh) * RADIUS).max(0.0);
+    let (cx, cy) = (bbox.x as f32 + bw / 2.0, bbox.y as f32 + bh / 2.0);
+    let (hx, hy) = (bw / 2.0 - r, bh / 2.0 - r);
+    for y in clip.y..clip.bottom() as u32 {
+        let row = &mut buf[(y as usize * width as usize) * 3..][..width as usize * 3];
+        let qy = (y as f32 + 0.5 - cy).abs() - hy;
+        for x in clip.x..clip.right() as u32 {
+            let qx = (x as f32 + 0.5 - cx).abs() - hx;
+            let i = x as usize * 3;
+            if qx <= 0.0 || qy <= 0.0 {
+                row[i..i + 3].copy_from_slice(&colour);
+                continue;
+            }
+            // signed distance to the corner arc
+            let d = (qx * qx + qy * qy).sqrt() - r;
+            let cov = (0.5 - d).clamp(0.0, 1.0);
+            let a = (cov * 256.0).round() as u32;
+            if a > 0 {
+                let out = blend([row[i], row[i + 1], row[i + 2]], colour, a);
+                row[i..i + 3].copy_from_slice(&out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_the_size_when_the_box_holds_it() {
+        let mut c = GlyphCache::default();
+        let (w, h) = label_dims("12", 16.0, &mut c);
+        let t = fit("12", BBox::new(0, 0, w, h), 16.0, &mut c);
+        assert_eq!(t, layout("12", 16.0, &mut c));
+    }
+
+    #[test]
+    fn fit_shrinks_into_a_smaller_box() {
+        let mut c = GlyphCache::default();
+        let (w, h) = label_dims("123", 20.0, &mut c);
+        let b = BBox::new(0, 0, w * 2 / 3, h * 2 / 3);
+        let t = fit("123", b, 20.0, &mut c);
+        let p = padding(crate::render::font::size_key(1.0) as f32 / 8.0);
+        assert!(t.width + 2 * p <= b.width + 2 * p && t.width < w);
+        assert!(t.height < h);
+    }
+
+    #[test]
+    fn label_corners_are_rounded_and_centre_is_filled() {
+        let (w, h) = (40u32, 30u32);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        let mut c = GlyphCache::default();
+        draw_label(
+            &mut buf,
+            w,
+            h,
+            BBox::new(5, 5, 30, 20),
+            "8",
+            14.0,
+            [255, 255, 0],
+            &mut c,
+        );
+        let px = |x: u32, y: u32| {
+            let i = ((y * w + x) * 3) as usize;
+            [buf[i], buf[i + 1], buf[i + 2]]
+        };
+        assert_eq!(px(5, 5), [0, 0, 0], "corner stays clear");
+        assert_eq!(px(6, 15), [255, 255, 0], "left edge middle is filled");
+        assert_eq!(px(4, 15), [0, 0, 0], "outside the box is untouched");
+        // black text on yellow: some dark pixel near the middle
+        let dark = (10..30)
+            .flat_map(|x| (8..22).map(move |y| (x, y)))
+            .any(|(x, y)| px(x, y)[0] < 64);
+        assert!(dark);
+    }
+
+    #[test]
+    fn labels_clip_at_the_image_border() {
+        let (w, h) = (10u32, 10u32);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        let mut c = GlyphCache::default();
+        draw_label(
+            &mut buf,
+            w,
+            h,
+            BBox::new(6, 7, 30, 20),
+            "42",
+            14.0,
+            [0, 0, 255],
+            &mut c,
+        );
+        assert_eq!(&buf[((9 * w + 9) * 3) as usize..], &[0, 0, 255]);
+    }
+}
