@@ -1,5 +1,7 @@
 //! som-marks (being built; see ARCHITECTURE.md).
 #![deny(missing_docs)]
 
+pub mod allocate;
 pub mod render;
 pub use render::{Draw, RenderConfig, Renderer};
+pub use allocate::{AllocationMode, Allocator, AllocatorConfig};

@@ -1,0 +1,581 @@
+//! `paper` mode: the SoM paper's Algorithm 1 with exclusion, collision-free
+//! labels, in-image labels, off-region placement and flagged overlaps.
+//!
+//! Four phases:
+//! 1. pack every mask into bits on the image's word grid (parallel);
+//! 2. from the smallest region up, subtract the pixels of the regions
+//!    visited before it — word operations against one whole-image bitmap
+//!    (sequential, about one word per 64 box pixels);
+//! 3. the exact-EDT maximum of each remainder (parallel, early-exit rows);
+//! 4. labels, in the same smallest-first order: keep the maximum when its
+//!    label box is free, else the best free pixel, else just outside the
+//!    region; when a label fits nowhere, retry everything with smaller labels
+//!    down to the minimum legible scale, where the fewest overlaps are
+//!    accepted (and flagged afterwards).
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use som_core::{BBox, ImageSize, LabelMeasure, Mark, Placement, Point, Segmentation, SomError};
+
+use super::bits::{image_words, Packed};
+use super::edt::{BinaryCrop, Edt, Rect};
+use super::{clamp_size, label_box, par_with_edt, AllocatorConfig, Unit};
+
+/// How many descending-distance candidates the overlap fallback tries.
+const FALLBACK_CANDIDATES: usize = 1024;
+/// Each smaller label scale is this factor of the previous one.
+const SCALE_STEP: f32 = 0.9;
+
+/// Marks for `units` (in rank order).
+pub(crate) fn allocate(
+    seg: &Segmentation,
+    units: &[Unit<'_>],
+    config: &AllocatorConfig,
+    labels: &dyn LabelMeasure,
+) -> Result<Vec<Mark>, SomError> {
+    let size = seg.size;
+    let n = units.len();
+    // Phase 1: bits.
+    let mut packed: Vec<Packed> = units.par_iter().map(|u| Packed::from_mask(&u.mask)).collect();
+    // Phase 2: exclusion, smallest first (units are in rank order, largest first).
+    let iw = image_words(size);
+    let mut covered = vec![0u64; iw * size.height as usize];
+    let mut own = vec![(0u64, BBox::default()); n];
+    for i in (0..n).rev() {
+        own[i] = packed[i].subtract_and_cover(&mut covered, iw);
+    }
+    drop(covered);
+    // Phase 3: the maximum of each remainder.
+    let idx: Vec<usize> = (0..n).collect();
+    let peaks: Vec<Option<(Point, u32)>> = par_with_edt(&idx, |&i, edt| {
+        let (area, b) = own[i];
+        if area == 0 {
+            return Ok(None);
+        }
+        edt.compute(&packed[i].crop(b)?)?;
+        Ok(edt.argmax().map(|p| (Point::new(b.x + p.x, b.y + p.y), p.d2)))
+    })?;
+    // Phase 4: labels.
+    let ctx = Ctx {
+        size,
+        units,
+        packed: &packed,
+        own: &own,
+        peaks: &peaks,
+    };
+    let min_scale = labels.min_scale(size);
+    let min_scale = if min_scale.is_finite() {
+        min_scale.clamp(0.05, 1.0)
+    } else {
+        1.0
+    };
+    let mut scales = vec![1.0f32];
+    while scales[scales.len() - 1] * SCALE_STEP > min_scale {
+        let s = scales[scales.len() - 1] * SCALE_STEP;
+        scales.push(s);
+    }
+    if min_scale < 1.0 {
+        scales.push(min_scale);
+    }
+    let mut edt = Edt::new();
+    let mut placed = None;
+    for (k, &scale) in scales.iter().enumerate() {
+        let last = k + 1 == scales.len();
+        let mut texts: BTreeMap<usize, (String, (u32, u32))> = BTreeMap::new();
+        for u in units {
+            texts.entry(u.rank).or_insert_with(|| {
+                let t = config.labels.text(u.rank);
+                let s = clamp_size(labels.label_size(&t, size, scale), size);
+                (t, s)
+            });
+        }
+        if let Some(p) = ctx.place_all(&texts, !last, &mut edt)? {
+            placed = Some((p, texts));
+            break;
+        }
+    }
+    let Some((placed, texts)) = placed else {
+        return Err(SomError::Allocate("no label scale produced a layout".into()));
+    };
+    Ok(units
+        .iter()
+        .zip(placed)
+        .map(|(u, p)| Mark {
+            id: config.labels.id(u.rank),
+            text: texts[&u.rank].0.clone(),
+            anchor: p.anchor,
+            region: u.region,
+            label_box: p.label_box,
+            placement: p.placement,
+            distance: (p.d2 as f64).sqrt(),
+            overlaps: Vec::new(),
+        })
+        .collect())
+}
+
+/// Where one unit's mark went.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    anchor: Point,
+    d2: u32,
+    label_box: BBox,
+    placement: Placement,
+}
+
+struct Ctx<'a, 's> {
+    size: ImageSize,
+    units: &'a [Unit<'s>],
+    packed: &'a [Packed],
+    own: &'a [(u64, BBox)],
+    peaks: &'a [Option<(Point, u32)>],
+}
+
+/// The labels and anchors placed so far.
+#[derive(Default)]
+struct Layout {
+    boxes: Vec<BBox>,
+    anchors: Vec<Point>,
+}
+
+impl Ctx<'_, '_> {
+    /// Places every unit at the label sizes in `texts`. With `strict`, gives
+    /// up (`None`) at the first label that fits nowhere; otherwise such
+    /// labels take the position with the fewest conflicts.
+    fn place_all(
+        &self,
+        texts: &BTreeMap<usize, (String, (u32, u32))>,
+        strict: bool,
+        edt: &mut Edt,
+    ) -> Result<Option<Vec<Placed>>, SomError> {
+        let n = self.units.len();
+        let mut out: Vec<Option<Placed>> = vec![None; n];
+        let mut layout = Layout::default();
+        for i in (0..n).rev() {
+            let lsize = texts[&self.units[i].rank].1;
+            let p = match self.place_free(i, lsize, &layout, edt)? {
+                Some(p) => p,
+                None if strict => return Ok(None),
+                None => self.place_fewest_conflicts(i, lsize, &layout, edt)?,
+            };
+            layout.boxes.push(p.label_box);
+            layout.anchors.push(p.anchor);
+            out[i] = Some(p);
+        }
+        Ok(Some(out.into_iter().flatten().collect()))
+    }
+
+    /// The crop the unit's anchor is chosen from: what is left of it after
+    /// exclusion, or the whole unit when nothing is left.
+    fn anchor_crop(&self, i: usize) -> Result<(BinaryCrop<'_>, BBox), SomError> {
+        let (area, b) = self.own[i];
+        if area > 0 {
+            Ok((self.packed[i].crop(b)?, b))
+        } else {
+            let m = &self.units[i].mask;
+            Ok((BinaryCrop::from_mask(m)?, m.bbox()))
+        }
+    }
+
+    /// A collision-free placement, inside the region when possible.
+    fn place_free(
+        &self,
+        i: usize,
+        lsize: (u32, u32),
+        layout: &Layout,
+        edt: &mut Edt,
+    ) -> Result<Option<Placed>, SomError> {
+        let size = self.size;
+        let (area, _) = self.own[i];
+        if area > 0 {
+            if let Some((anchor, d2)) = self.peaks[i] {
+                let b = label_box(anchor, lsize, size);
+                if layout.is_free(&b) {
+                    return Ok(Some(Placed {
+                        anchor,
+                        d2,
+                        label_box: b,
+                        placement: Placement::Inside,
+                    }));
+                }
+            }
+        }
+        let (crop, window) = self.anchor_crop(i)?;
+        edt.compute(&crop)?;
+        if area > 0 {
+            let rects = layout.anchor_conflicts(lsize, size, window);
+            if let Some(p) = edt.argmax_excluding(&rects) {
+                let anchor = Point::new(window.x + p.x, window.y + p.y);
+                return Ok(Some(Placed {
+                    anchor,
+                    d2: p.d2,
+                    label_box: label_box(anchor, lsize, size),
+                    placement: Placement::Inside,
+                }));
+            }
+        }
+        // Outside: the anchor is the best pixel no label covers.
+        let rects = layout.covered_pixels(window);
+        let Some(p) = edt.argmax_excluding(&rects).or_else(|| edt.argmax()) else {
+            return Ok(None);
+        };
+        let anchor = Point::new(window.x + p.x, window.y + p.y);
+        let region_box = self.units[i].mask.bbox();
+        Ok(layout.beside(region_box, anchor, lsize, size).map(|b| Placed {
+            anchor,
+            d2: p.d2,
+            label_box: b,
+            placement: Placement::Outside,
+        }))
+    }
+
+    /// The placement with the fewest conflicts (label boxes overlapped plus
+    /// anchors covered): the best of the unit's top candidates inside, and of
+    /// the positions beside its box; inside wins ties.
+    fn place_fewest_conflicts(
+        &self,
+        i: usize,
+        lsize: (u32, u32),
+        layout: &Layout,
+        edt: &mut Edt,
+    ) -> Result<Placed, SomError> {
+        let size = self.size;
+        let (crop, window) = self.anchor_crop(i)?;
+        edt.compute(&crop)?;
+        let mut best: Option<(usize, Placed)> = None;
+        let mut top: Option<(Point, u32)> = None;
+        for p in edt.candidates().take(FALLBACK_CANDIDATES) {
+            let anchor = Point::new(window.x + p.x, window.y + p.y);
+            top.get_or_insert((anchor, p.d2));
+            let b = label_box(anchor, lsize, size);
+            let c = layout.conflicts(&b);
+            if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                best = Some((
+                    c,
+                    Placed {
+                        anchor,
+                        d2: p.d2,
+                        label_box: b,
+                        placement: Placement::Inside,
+                    },
+                ));
+                if c <= 1 {
+                    break;
+                }
+            }
+        }
+        let Some((anchor, d2)) = top else {
+            return Err(SomError::Region {
+                id: self.units[i].region as u64,
+                message: "empty mask: there is no pixel to put a mark on".into(),
+            });
+        };
+        let rb = self.units[i].mask.bbox();
+        for b in beside_positions(rb, anchor, lsize, size) {
+            let c = layout.conflicts(&b);
+            if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                best = Some((
+                    c,
+                    Placed {
+                        anchor,
+                        d2,
+                        label_box: b,
+                        placement: Placement::Outside,
+                    },
+                ));
+            }
+        }
+        Ok(best.map(|(_, p)| p).unwrap_or(Placed {
+            anchor,
+            d2,
+            label_box: label_box(anchor, lsize, size),
+            placement: Placement::Inside,
+        }))
+    }
+}
+
+/// The half-open range of anchor coordinates on one axis whose label
+/// (`len` long, centred then clamped into `0..img`) overlaps `b0..b1`.
+fn anchor_range(b0: i64, b1: i64, len: i64, img: i64) -> Option<(i64, i64)> {
+    let a = (b0 - len + 1).max(0);
+    let b = (b1 - 1).min(img - len);
+    if a > b {
+        return None;
+    }
+    let lo = if a == 0 { 0 } else { a + len / 2 };
+    let hi = if b == img - len { img - 1 } else { b + len / 2 };
+    Some((lo, hi + 1))
+}
+
+/// The rectangle `x0..x1 × y0..y1` (image coordinates) in `window`
+/// coordinates, or `None` when they do not meet.
+fn to_window(x0: i64, x1: i64, y0: i64, y1: i64, window: BBox) -> Option<Rect> {
+    let (wx, wy) = (window.x as i64, window.y as i64);
+    let (ax0, ax1) = (x0.max(wx), x1.min(window.right() as i64));
+    let (ay0, ay1) = (y0.max(wy), y1.min(window.bottom() as i64));
+    (ax0 < ax1 && ay0 < ay1).then(|| Rect {
+        x0: (ax0 - wx) as u32,
+        y0: (ay0 - wy) as u32,
+        x1: (ax1 - wx) as u32,
+        y1: (ay1 - wy) as u32,
+    })
+}
+
+impl Layout {
+    /// `true` when `b` overlaps no placed label and covers no placed anchor.
+    fn is_free(&self, b: &BBox) -> bool {
+        self.boxes.iter().all(|o| !o.intersects(b)) && self.anchors.iter().all(|&a| !b.contains(a))
+    }
+
+    /// Placed labels `b` overlaps plus placed anchors it covers.
+    fn conflicts(&self, b: &BBox) -> usize {
+        self.boxes.iter().filter(|o| o.intersects(b)).count()
+            + self.anchors.iter().filter(|&&a| b.contains(a)).count()
+    }
+
+    /// The anchor positions in `window` whose label of `lsize` would
+    /// conflict, as rectangles in window coordinates.
+    fn anchor_conflicts(&self, (lw, lh): (u32, u32), size: ImageSize, window: BBox) -> Vec<Rect> {
+        let (w, h) = (size.width as i64, size.height as i64);
+        let boxes = self
+            .boxes
+            .iter()
+            .map(|b| (b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64));
+        let points = self
+            .anchors
+            .iter()
+            .map(|a| (a.x as i64, a.x as i64 + 1, a.y as i64, a.y as i64 + 1));
+        boxes
+            .chain(points)
+            .filter_map(|(x0, x1, y0, y1)| {
+                let (ax0, ax1) = anchor_range(x0, x1, lw as i64, w)?;
+                let (ay0, ay1) = anchor_range(y0, y1, lh as i64, h)?;
+                to_window(ax0, ax1, ay0, ay1, window)
+            })
+            .collect()
+    }
+
+    /// The pixels of `window` under a placed label, as rectangles in window
+    /// coordinates.
+    fn covered_pixels(&self, window: BBox) -> Vec<Rect> {
+        self.boxes
+            .iter()
+            .filter_map(|b| {
+                to_window(
+                    b.x as i64,
+                    b.right() as i64,
+                    b.y as i64,
+                    b.bottom() as i64,
+                    window,
+                )
+            })
+            .collect()
+    }
+
+    /// A free label box just outside `region` (its bounding box), on the side
+    /// with most room first, as close to `anchor` as the side allows; farther
+    /// out only when every side is taken.
+    fn beside(&self, region: BBox, anchor: Point, (lw, lh): (u32, u32), size: ImageSize) -> Option<BBox> {
+        let (w, h) = (size.width as i64, size.height as i64);
+        let (lw, lh) = (lw as i64, lh as i64);
+        let (rx0, rx1, ry0, ry1) = (
+            region.x as i64,
+            region.right() as i64,
+            region.y as i64,
+            region.bottom() as i64,
+        );
+        let (ax, ay) = (anchor.x as i64, anchor.y as i64);
+        let step = lw.min(lh).max(2) / 2;
+        for gap in [0, step, 2 * step] {
+            for side in sides_by_room(region, size) {
+                // The fixed coordinate, the free axis' range, and the preferred spot on it.
+                let (horizontal, fixed) = match side {
+                    Side::Top => (true, ry0 - gap - lh),
+                    Side::Bottom => (true, ry1 + gap),
+                    Side::Left => (false, rx0 - gap - lw),
+                    Side::Right => (false, rx1 + gap),
+                };
+                let (flen, fimg, len, lo, hi, pref) = if horizontal {
+                    (
+                        lh,
+                        h,
+                        lw,
+                        (rx0 - lw + 1).max(0),
+                        (rx1 - 1).min(w - lw),
+                        ax - lw / 2,
+                    )
+                } else {
+                    (
+                        lw,
+                        w,
+                        lh,
+                        (ry0 - lh + 1).max(0),
+                        (ry1 - 1).min(h - lh),
+                        ay - lh / 2,
+                    )
+                };
+                if fixed < 0 || fixed + flen > fimg || lo > hi {
+                    continue;
+                }
+                // Blocked start positions on the free axis.
+                let mut blocked: Vec<(i64, i64)> = Vec::new();
+                for b in &self.boxes {
+                    let (f0, f1, m0, m1) = if horizontal {
+                        (b.y as i64, b.bottom() as i64, b.x as i64, b.right() as i64)
+                    } else {
+                        (b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64)
+                    };
+                    if f0 < fixed + flen && fixed < f1 {
+                        blocked.push((m0 - len + 1, m1 - 1));
+                    }
+                }
+                for a in &self.anchors {
+                    let (f, m) = if horizontal {
+                        (a.y as i64, a.x as i64)
+                    } else {
+                        (a.x as i64, a.y as i64)
+                    };
+                    if fixed <= f && f < fixed + flen {
+                        blocked.push((m - len + 1, m));
+                    }
+                }
+                if let Some(pos) = nearest_free(lo, hi, pref.clamp(lo, hi), &mut blocked) {
+                    let b = if horizontal {
+                        BBox::new(pos as u32, fixed as u32, lw as u32, lh as u32)
+                    } else {
+                        BBox::new(fixed as u32, pos as u32, lw as u32, lh as u32)
+                    };
+                    return Some(b);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Top,
+    Bottom,
+    Left,
+    Right,
+}
+
+/// The four sides of `region`, most room to the image edge first (ties:
+/// top, bottom, left, right).
+fn sides_by_room(region: BBox, size: ImageSize) -> [Side; 4] {
+    let mut s = [
+        (region.y as u64, Side::Top),
+        (size.height as u64 - region.bottom(), Side::Bottom),
+        (region.x as u64, Side::Left),
+        (size.width as u64 - region.right(), Side::Right),
+    ];
+    s.sort_by_key(|&(room, _)| std::cmp::Reverse(room));
+    s.map(|(_, side)| side)
+}
+
+/// Label boxes touching `region` from outside on each side that has room,
+/// centred on `anchor` along the side (for the overlap fallback).
+fn beside_positions(region: BBox, anchor: Point, (lw, lh): (u32, u32), size: ImageSize) -> Vec<BBox> {
+    let (w, h) = (size.width as i64, size.height as i64);
+    let (lw, lh) = (lw as i64, lh as i64);
+    let px = (anchor.x as i64 - lw / 2).clamp(0, w - lw);
+    let py = (anchor.y as i64 - lh / 2).clamp(0, h - lh);
+    let mut out = Vec::new();
+    for side in sides_by_room(region, size) {
+        let (x, y) = match side {
+            Side::Top => (px, region.y as i64 - lh),
+            Side::Bottom => (px, region.bottom() as i64),
+            Side::Left => (region.x as i64 - lw, py),
+            Side::Right => (region.right() as i64, py),
+        };
+        if x >= 0 && y >= 0 && x + lw <= w && y + lh <= h {
+            out.push(BBox::new(x as u32, y as u32, lw as u32, lh as u32));
+        }
+    }
+    out
+}
+
+/// The value in `lo..=hi` nearest `pref` outside every closed interval of
+/// `blocked` (ties: the smaller value).
+fn nearest_free(lo: i64, hi: i64, pref: i64, blocked: &mut [(i64, i64)]) -> Option<i64> {
+    blocked.sort_unstable();
+    // Merge into disjoint, non-adjacent intervals.
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(blocked.len());
+    for &(a, b) in blocked.iter() {
+        if a > b {
+            continue;
+        }
+        match merged.last_mut() {
+            Some(last) if a <= last.1 + 1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let Some(&(a, b)) = merged.iter().find(|&&(a, b)| a <= pref && pref <= b) else {
+        return Some(pref);
+    };
+    // Free neighbours of the blocking interval, then of every interval.
+    let free = |v: i64| v >= lo && v <= hi && merged.iter().all(|&(a, b)| v < a || v > b);
+    let pick = |best: Option<i64>, v: i64| -> Option<i64> {
+        if !free(v) {
+            return best;
+        }
+        match best {
+            Some(c)
+                if (c - pref).abs() < (v - pref).abs() || ((c - pref).abs() == (v - pref).abs() && c < v) =>
+            {
+                Some(c)
+            }
+            _ => Some(v),
+        }
+    };
+    let mut best = pick(pick(None, a - 1), b + 1);
+    if best.is_none() {
+        // Both neighbours fell outside lo..=hi: any free value is next to
+        // another interval or at an end of the range.
+        for &(a, b) in &merged {
+            best = pick(pick(best, a - 1), b + 1);
+        }
+        best = pick(pick(best, lo), hi);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_range_is_the_preimage_of_overlap() {
+        // Brute force: for every anchor, is the clamped label overlapping b0..b1?
+        for img in 1..30i64 {
+            for len in 1..=img {
+                for b0 in 0..img {
+                    for b1 in b0 + 1..=img {
+                        let want: Vec<i64> = (0..img)
+                            .filter(|&p| {
+                                let x = (p - len / 2).clamp(0, img - len);
+                                x < b1 && b0 < x + len
+                            })
+                            .collect();
+                        let got: Vec<i64> = match anchor_range(b0, b1, len, img) {
+                            Some((lo, hi)) => (lo..hi).collect(),
+                            None => vec![],
+                        };
+                        assert_eq!(got, want, "img {img} len {len} b {b0}..{b1}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_free_skips_blocked_values() {
+        assert_eq!(nearest_free(0, 10, 5, &mut [(3, 6)]), Some(7));
+        assert_eq!(nearest_free(0, 10, 4, &mut [(3, 6)]), Some(2));
+        assert_eq!(nearest_free(0, 10, 4, &mut [(0, 6), (7, 10)]), None);
+        assert_eq!(nearest_free(0, 10, 4, &mut [(0, 6), (8, 10)]), Some(7));
+        assert_eq!(nearest_free(2, 10, 4, &mut [(0, 6)]), Some(7));
+        assert_eq!(nearest_free(0, 10, 9, &mut []), Some(9));
+    }
+}
