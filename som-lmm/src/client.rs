@@ -500,10 +500,14 @@ impl LmmClient {
             Provider::Gemini => providers::gemini::parse(body),
             Provider::Ollama => providers::ollama::parse(body),
         };
+        let scrub = |s: String| match &self.key {
+            Some(k) => k.scrub(&s),
+            None => s,
+        };
         parsed.map_err(|message| LmmError::InvalidResponse {
             provider,
-            message,
-            body: body.to_string(),
+            message: scrub(message),
+            body: scrub(body.to_string()),
         })
     }
 

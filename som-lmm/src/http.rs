@@ -112,9 +112,11 @@ impl Transport {
                     return Err(self.transport_error(provider, &url_shown, &e, attempt));
                 }
             };
-            let text = String::from_utf8_lossy(&bytes);
+            let text = self.scrub(&String::from_utf8_lossy(&bytes));
             if (200..300).contains(&status) {
-                return match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                // Parsed from the scrubbed text: a server that echoes the key
+                // must not put it into the answer either.
+                return match serde_json::from_str::<serde_json::Value>(&text) {
                     Ok(body) => Ok(Reply { body }),
                     Err(e) => Err(LmmError::InvalidResponse {
                         provider,
@@ -122,12 +124,11 @@ impl Transport {
                             "status {status} but the body is not json ({e}): {}",
                             truncate(&text, 120)
                         ),
-                        body: self.scrub(&text),
+                        body: text.clone(),
                     }),
                 };
             }
-            let mut err = ApiError::from_body(provider, status, &self.scrub(&text));
-            err.message = self.scrub(&err.message);
+            let mut err = ApiError::from_body(provider, status, &text);
             err.request_id = REQUEST_ID_HEADERS
                 .iter()
                 .find_map(|h| resp_headers.get(*h).and_then(|v| v.to_str().ok()))

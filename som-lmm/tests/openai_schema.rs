@@ -1,0 +1,145 @@
+//! Every Chat Completions body the client can send validates against
+//! `CreateChatCompletionRequest` from the OpenAI OpenAPI specification.
+//!
+//! The schema subset is extracted from the spec by
+//! `tools/fixtures/gen_openai_chat_schema.py` into
+//! `fixtures/lmm/openai_chat_request.schema.json`, so the test needs neither
+//! the 3 MB spec nor Python. When the spec is present beside the repository
+//! (`../shared/specs/openai-openapi.json`), the bodies are also validated
+//! against the full spec's components.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{marked, marked_with, KEY};
+use serde_json::{json, Value};
+use som_core::{ContentPart, GroundingRequest, LabelScheme};
+use som_lmm::{ApiKey, ClientConfig, LmmClient, MaxTokensField, Provider};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture_schema() -> Value {
+    let text = std::fs::read_to_string(repo().join("fixtures/lmm/openai_chat_request.schema.json"))
+        .expect("the schema fixture");
+    serde_json::from_str(&text).expect("schema json")
+}
+
+/// Request bodies for every option that changes the body's shape.
+fn bodies() -> Vec<(String, Value)> {
+    let m = marked();
+    let letters = marked_with(4, LabelScheme::Letter, 20, 20);
+    let extra = image::RgbImage::new(6, 4);
+    let mut out = Vec::new();
+    let mut configs = Vec::new();
+    for structured in [true, false] {
+        for field in [
+            MaxTokensField::Auto,
+            MaxTokensField::MaxCompletionTokens,
+            MaxTokensField::MaxTokens,
+        ] {
+            for temperature in [None, Some(0.0), Some(1.5)] {
+                let mut c = ClientConfig::new(Provider::OpenAi, "gpt-4.1")
+                    .with_api_key(ApiKey::new(KEY))
+                    .with_structured_output(structured);
+                c.max_tokens_field = field;
+                c.temperature = temperature;
+                configs.push(c);
+            }
+        }
+    }
+    let mut local = ClientConfig::new(Provider::OpenAi, "Qwen/Qwen2.5-VL-7B-Instruct")
+        .with_base_url("http://localhost:8000/v1");
+    local.image_detail = "low".into();
+    configs.push(local);
+    configs.push(
+        ClientConfig::azure("https://x.openai.azure.com", "dep", "2024-10-21").with_api_key(ApiKey::new(KEY)),
+    );
+    for (i, cfg) in configs.into_iter().enumerate() {
+        let client = LmmClient::new(cfg).unwrap();
+        let plain = GroundingRequest::new(&m, "Which mark is the cup?");
+        let full = GroundingRequest::new(&letters, "Is [a] the cup in the first image?")
+            .with_system("Cite marks in brackets.")
+            .with_context(vec![
+                ContentPart::Text("First image:".into()),
+                ContentPart::Image(&extra),
+            ]);
+        out.push((format!("config {i}, plain"), client.request_body(&plain).unwrap()));
+        out.push((
+            format!("config {i}, system + context"),
+            client.request_body(&full).unwrap(),
+        ));
+    }
+    out
+}
+
+fn assert_all_valid(schema: &Value, what: &str) {
+    let validator = jsonschema::validator_for(schema).expect("the schema compiles");
+    let bodies = bodies();
+    assert!(bodies.len() >= 40);
+    for (name, body) in &bodies {
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{what}: {name} is invalid: {errors:#?}");
+    }
+}
+
+#[test]
+fn request_bodies_validate_against_the_extracted_schema() {
+    assert_all_valid(&fixture_schema(), "fixture");
+}
+
+#[test]
+fn the_schema_rejects_malformed_bodies() {
+    // The validation above can fail: bodies that break the spec are caught.
+    let validator = jsonschema::validator_for(&fixture_schema()).unwrap();
+    let good = bodies().remove(0).1;
+    let mut broken = Vec::new();
+    let mut b = good.clone();
+    b.as_object_mut().unwrap().remove("model");
+    broken.push(("no model", b));
+    let mut b = good.clone();
+    b["messages"] = json!([]);
+    broken.push(("no messages", b));
+    let mut b = good.clone();
+    b["messages"][0]["role"] = json!("robot");
+    broken.push(("unknown role", b));
+    let mut b = good.clone();
+    b["messages"][0]["content"][0]["image_url"]["detail"] = json!("ultra");
+    broken.push(("unknown detail", b));
+    let mut b = good.clone();
+    b["temperature"] = json!(3.5);
+    broken.push(("temperature out of range", b));
+    let mut b = good.clone();
+    b["response_format"] = json!({"type": "json_schema"});
+    broken.push(("json_schema without its schema", b));
+    let mut b = good;
+    b["messages"][0]["content"][0] = json!({"type": "image", "url": "x"});
+    broken.push(("anthropic-style image part", b));
+    for (name, body) in broken {
+        assert!(!validator.is_valid(&body), "{name} should be rejected");
+    }
+}
+
+#[test]
+fn request_bodies_validate_against_the_full_spec_when_present() {
+    let spec_path = repo().join("../shared/specs/openai-openapi.json");
+    let Ok(text) = std::fs::read_to_string(&spec_path) else {
+        eprintln!(
+            "{} not found; the extracted fixture is checked by the other test",
+            spec_path.display()
+        );
+        return;
+    };
+    let spec: Value = serde_json::from_str(&text).expect("spec json");
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/CreateChatCompletionRequest",
+        "components": spec["components"],
+    });
+    assert_all_valid(&schema, "full spec");
+}
