@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
+use som_core::BBox;
 
 /// The embedded DejaVu Sans Bold TrueType file.
 pub(crate) static FONT_DATA: &[u8] = include_bytes!("../../assets/DejaVuSans-Bold.ttf");
@@ -206,32 +207,42 @@ pub(crate) fn layout(text: &str, em_px: f32, cache: &mut GlyphCache) -> TextLayo
 }
 
 /// Draws a laid-out text with its ink box's top-left at (`x`, `y`), blending
-/// `colour` by glyph coverage; clips to the `width` × `height` canvas `buf`
-/// (RGB, row-major).
+/// `colour` by glyph coverage; clips to `clip` and to the `width` × `height`
+/// canvas `buf` (RGB, row-major).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn draw_text(
     buf: &mut [u8],
     width: u32,
     height: u32,
+    clip: BBox,
     text: &TextLayout,
     x: i64,
     y: i64,
     colour: [u8; 3],
     cache: &mut GlyphCache,
 ) {
+    let Some(clip) = clip.intersection(&BBox::new(0, 0, width, height)) else {
+        return;
+    };
+    let (cx0, cy0, cx1, cy1) = (
+        i64::from(clip.x),
+        i64::from(clip.y),
+        clip.right() as i64,
+        clip.bottom() as i64,
+    );
     for &(id, pen) in &text.glyphs {
         let g = cache.get(id, text.key);
         let gx = x + i64::from(pen) + i64::from(g.left);
         let gy = y + i64::from(text.baseline) + i64::from(g.top);
         for row in 0..g.height {
             let py = gy + i64::from(row);
-            if py < 0 || py >= i64::from(height) {
+            if py < cy0 || py >= cy1 {
                 continue;
             }
             let cov_row = &g.coverage[(row * g.width) as usize..][..g.width as usize];
             for (col, &c) in cov_row.iter().enumerate() {
                 let px = gx + col as i64;
-                if c == 0 || px < 0 || px >= i64::from(width) {
+                if c == 0 || px < cx0 || px >= cx1 {
                     continue;
                 }
                 let i = (py as usize * width as usize + px as usize) * 3;
@@ -306,8 +317,27 @@ mod tests {
         let mut c = GlyphCache::default();
         let t = layout("88", 30.0, &mut c);
         let mut buf = vec![255u8; 10 * 8 * 3];
-        draw_text(&mut buf, 10, 8, &t, -5, -7, [0, 0, 0], &mut c);
-        draw_text(&mut buf, 10, 8, &t, 8, 6, [0, 0, 0], &mut c);
+        let all = BBox::new(0, 0, 100, 100);
+        draw_text(&mut buf, 10, 8, all, &t, -5, -7, [0, 0, 0], &mut c);
+        draw_text(&mut buf, 10, 8, all, &t, 8, 6, [0, 0, 0], &mut c);
         assert!(buf.iter().any(|&v| v < 255));
+        let mut clipped = vec![255u8; 10 * 8 * 3];
+        draw_text(
+            &mut clipped,
+            10,
+            8,
+            BBox::new(2, 2, 3, 3),
+            &t,
+            -5,
+            -7,
+            [0, 0, 0],
+            &mut c,
+        );
+        for (i, px) in clipped.chunks(3).enumerate() {
+            let (x, y) = (i % 10, i / 10);
+            if !((2..5).contains(&x) && (2..5).contains(&y)) {
+                assert_eq!(px, [255, 255, 255]);
+            }
+        }
     }
 }

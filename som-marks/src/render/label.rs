@@ -47,7 +47,8 @@ pub(crate) fn fit(text: &str, bbox: BBox, max_em: f32, cache: &mut GlyphCache) -
 
 /// Draws one label into the RGB canvas `buf` of `width` × `height`: the box
 /// `bbox` filled in `colour` with anti-aliased rounded corners, and `text`
-/// fitted into it (at most `max_em`) and centred. Clips to the canvas.
+/// fitted into it (at most `max_em`) and centred. Clips to the box (text that
+/// cannot fit even at 1 px is cut) and to the canvas.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn draw_label(
     buf: &mut [u8],
@@ -66,7 +67,7 @@ pub(crate) fn draw_label(
     let t = fit(text, bbox, max_em, cache);
     let x = i64::from(bbox.x) + (i64::from(bbox.width) - i64::from(t.width)) / 2;
     let y = i64::from(bbox.y) + (i64::from(bbox.height) - i64::from(t.height)) / 2;
-    draw_text(buf, width, height, &t, x, y, text_colour(colour), cache);
+    draw_text(buf, width, height, bbox, &t, x, y, text_colour(colour), cache);
 }
 
 /// Fills `bbox` with `colour`, rounding its corners with anti-aliased
