@@ -1,13 +1,204 @@
 //! Segmenter selection shared by `mark`, `segment` and `ask`.
+//!
+//! With no option, the segmenter is `classic` (Felzenszwalb plus SoM
+//! post-processing). `--regions FILE` reads precomputed regions instead (the
+//! kind is picked from the path: a folder of PNG masks, a `.png` label map,
+//! or a regions / COCO / SAM AMG JSON), `--boxes FILE` box-only regions.
+//! New segmenters (SAM, TorchScript) add a [`SegmenterKind`] variant and
+//! their options here, and a branch in [`SegmenterArgs::build`].
 
 use std::path::PathBuf;
 
-use clap::Args;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use som_core::json::ImageSelector;
+use som_core::Segmenter;
+use som_segment::{
+    BoxFormat, BoxOptions, Boxes, Classic, ClassicParams, Felzenszwalb, FelzenszwalbParams, LabelMapOptions,
+    Precomputed, RegionSource,
+};
+
+/// The segmenters `--segmenter` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SegmenterKind {
+    /// Felzenszwalb graph segmentation plus SoM post-processing (the default).
+    Classic,
+    /// The raw Felzenszwalb partition, as skimage computes it (hundreds of regions).
+    Felzenszwalb,
+    /// Precomputed regions from --regions FILE.
+    Regions,
+    /// Box-only regions from --boxes FILE.
+    Boxes,
+}
+
+/// Box coordinate formats for `--box-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoxFormatArg {
+    /// [x0, y0, x1, y1]
+    Xyxy,
+    /// [x, y, width, height] (COCO)
+    Xywh,
+}
 
 /// Where regions come from.
 #[derive(Debug, Clone, Args)]
 pub struct SegmenterArgs {
-    /// A regions file (regions JSON, COCO annotations or SAM AMG records) instead of segmenting.
+    /// Precomputed regions instead of segmenting: a regions JSON, COCO annotation file,
+    /// SAM AMG record list, a PNG label map (one id per pixel) or a folder of binary PNG masks.
     #[arg(long, value_name = "FILE")]
     pub regions: Option<PathBuf>,
+    /// The segmenter (default: classic; regions with --regions, boxes with --boxes).
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub segmenter: Option<SegmenterKind>,
+    /// Box-only regions from a JSON list of boxes ([[x0,y0,x1,y1], …] or objects with bbox/label).
+    #[arg(long, value_name = "FILE")]
+    pub boxes: Option<PathBuf>,
+    /// How boxes that do not say their format are read.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = BoxFormatArg::Xyxy)]
+    pub box_format: BoxFormatArg,
+    /// Reject boxes that leave the image instead of clipping them.
+    #[arg(long)]
+    pub no_clip: bool,
+    /// In a PNG label map, the pixel value that means "no region" (e.g. 0).
+    #[arg(long, value_name = "ID")]
+    pub background: Option<u32>,
+    /// In a COCO file with several images, the image to use: its id or file name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub coco_image: Option<String>,
+    /// Felzenszwalb scale (higher: larger segments), as in skimage.
+    #[arg(long, value_name = "S", default_value_t = FelzenszwalbParams::REFERENCE.scale)]
+    pub scale: f64,
+    /// Felzenszwalb Gaussian pre-smoothing sigma in pixels, as in skimage.
+    #[arg(long, value_name = "G", default_value_t = FelzenszwalbParams::REFERENCE.sigma)]
+    pub sigma: f64,
+    /// Felzenszwalb minimum segment size in pixels, as in skimage.
+    #[arg(long, value_name = "M", default_value_t = FelzenszwalbParams::REFERENCE.min_size)]
+    pub min_size: usize,
+    /// classic: at most this many regions.
+    #[arg(long, value_name = "N", default_value_t = ClassicParams::default().max_regions)]
+    pub max_regions: usize,
+    /// classic: merging similar neighbours stops at this many regions.
+    #[arg(long, value_name = "N", default_value_t = ClassicParams::default().min_regions)]
+    pub min_regions: usize,
+    /// classic: split regions into 4-connected pieces at the end.
+    #[arg(long)]
+    pub split_disconnected: bool,
+}
+
+impl SegmenterArgs {
+    /// The segmenter kind these options ask for.
+    ///
+    /// # Errors
+    /// Contradictory options (e.g. `--segmenter classic --regions FILE`).
+    pub fn kind(&self) -> anyhow::Result<SegmenterKind> {
+        let kind = match (self.segmenter, &self.regions, &self.boxes) {
+            (_, Some(_), Some(_)) => bail!("give either --regions or --boxes, not both"),
+            (Some(k), _, _) => k,
+            (None, Some(_), None) => SegmenterKind::Regions,
+            (None, None, Some(_)) => SegmenterKind::Boxes,
+            (None, None, None) => SegmenterKind::Classic,
+        };
+        match kind {
+            SegmenterKind::Regions if self.regions.is_none() => {
+                bail!("--segmenter regions needs --regions FILE")
+            }
+            SegmenterKind::Boxes if self.boxes.is_none() => bail!("--segmenter boxes needs --boxes FILE"),
+            SegmenterKind::Classic | SegmenterKind::Felzenszwalb
+                if self.regions.is_some() || self.boxes.is_some() =>
+            {
+                bail!(
+                    "--segmenter {} computes regions itself; drop --regions / --boxes",
+                    kind.to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default()
+                )
+            }
+            _ => Ok(kind),
+        }
+    }
+
+    fn felzenszwalb_params(&self) -> FelzenszwalbParams {
+        FelzenszwalbParams {
+            scale: self.scale,
+            sigma: self.sigma,
+            min_size: self.min_size,
+        }
+    }
+
+    /// Builds the chosen segmenter; with no options, `classic`.
+    ///
+    /// # Errors
+    /// Contradictory options or out-of-range parameters, with the flag named.
+    pub fn build(&self) -> anyhow::Result<Box<dyn Segmenter>> {
+        let felz = self.felzenszwalb_params();
+        Ok(match self.kind()? {
+            SegmenterKind::Classic => {
+                let params = ClassicParams {
+                    felzenszwalb: felz,
+                    max_regions: self.max_regions,
+                    min_regions: self.min_regions.min(self.max_regions),
+                    split_disconnected: self.split_disconnected,
+                    ..ClassicParams::default()
+                };
+                params.validate().context("classic segmenter options")?;
+                Box::new(Classic::new(params))
+            }
+            SegmenterKind::Felzenszwalb => {
+                felz.validate().context("felzenszwalb options")?;
+                Box::new(Felzenszwalb::new(felz))
+            }
+            SegmenterKind::Regions => {
+                let path = self
+                    .regions
+                    .clone()
+                    .context("--segmenter regions needs --regions FILE")?;
+                let mut pre = Precomputed::from_path(path);
+                match &mut pre.source {
+                    RegionSource::Json { image, .. } => {
+                        *image = self.coco_image.as_deref().map(|s| match s.parse::<u64>() {
+                            Ok(id) => ImageSelector::Id(id),
+                            Err(_) => ImageSelector::FileName(s.to_string()),
+                        });
+                    }
+                    RegionSource::LabelMap { options, .. } => {
+                        *options = LabelMapOptions {
+                            background: self.background,
+                            ..LabelMapOptions::default()
+                        };
+                    }
+                    RegionSource::MaskFolder { .. } => {}
+                }
+                Box::new(pre)
+            }
+            SegmenterKind::Boxes => {
+                let path = self
+                    .boxes
+                    .clone()
+                    .context("--segmenter boxes needs --boxes FILE")?;
+                let format = match self.box_format {
+                    BoxFormatArg::Xyxy => BoxFormat::Xyxy,
+                    BoxFormatArg::Xywh => BoxFormat::Xywh,
+                };
+                Box::new(Boxes::new(
+                    path,
+                    BoxOptions {
+                        format,
+                        clip: !self.no_clip,
+                    },
+                ))
+            }
+        })
+    }
+
+    /// Segments `image` with the chosen segmenter.
+    ///
+    /// # Errors
+    /// Bad options, or the segmenter's error (naming the file for precomputed regions).
+    pub fn segment(&self, image: &image::DynamicImage) -> anyhow::Result<som_core::Segmentation> {
+        let segmenter = self.build()?;
+        let seg = segmenter
+            .segment(image)
+            .with_context(|| format!("{} segmenter", segmenter.name()))?;
+        Ok(seg)
+    }
 }

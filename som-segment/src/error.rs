@@ -1,0 +1,104 @@
+//! The error type of the segmenters in this crate.
+
+use som_core::{ImageSize, SomError};
+
+/// Everything that can go wrong while segmenting or reading precomputed
+/// regions, label maps, mask folders and boxes.
+///
+/// Messages are lowercase, one line, and name the offending value or file.
+/// Every variant converts into [`SomError`] (what the [`som_core::Segmenter`]
+/// trait returns).
+///
+/// ```
+/// use som_segment::SegmentError;
+/// let e = SegmentError::Param { name: "sigma", message: "-1 is negative".into() };
+/// assert_eq!(e.to_string(), "invalid parameter sigma: -1 is negative");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// A parameter outside its valid range.
+    #[error("invalid parameter {name}: {message}")]
+    Param {
+        /// The parameter's name (`scale`, `sigma`, `max_regions`…).
+        name: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
+    /// An image the segmenter cannot work on (empty, too large, odd pixel format).
+    #[error("unsupported image: {0}")]
+    Image(String),
+    /// A label map, mask or regions file whose size differs from the image's.
+    #[error("size mismatch in {what}: expected {expected}, found {found}")]
+    Size {
+        /// Which input (a file name, `label map`…).
+        what: String,
+        /// The image size.
+        expected: ImageSize,
+        /// The size found.
+        found: ImageSize,
+    },
+    /// A label map, mask folder or boxes file that does not follow its format.
+    #[error("invalid {what}: {message}")]
+    Format {
+        /// Which input (a file name or format name).
+        what: String,
+        /// What is wrong, naming the offending value.
+        message: String,
+    },
+    /// A file or folder that cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error from `som-core` (RLE, regions JSON, masks).
+    #[error(transparent)]
+    Core(#[from] SomError),
+}
+
+impl SegmentError {
+    /// Shorthand for [`SegmentError::Format`].
+    pub fn format(what: impl Into<String>, message: impl Into<String>) -> Self {
+        SegmentError::Format {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn param(name: &'static str, message: impl Into<String>) -> Self {
+        SegmentError::Param {
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        SegmentError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<SegmentError> for SomError {
+    fn from(e: SegmentError) -> Self {
+        match e {
+            SegmentError::Core(inner) => inner,
+            SegmentError::Io { path, source } => SomError::Io { path, source },
+            SegmentError::Size {
+                what,
+                expected,
+                found,
+            } => SomError::MaskSize {
+                expected,
+                found: format!("{what} of {found}"),
+            },
+            SegmentError::Image(m) => SomError::Image(m),
+            other => SomError::Segment(other.to_string()),
+        }
+    }
+}
