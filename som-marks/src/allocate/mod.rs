@@ -253,8 +253,15 @@ pub(crate) fn mask_peak(mask: &Mask, edt: &mut Edt) -> Result<Option<(Point, u32
 /// least needed to lie inside the image.
 pub(crate) fn label_box(anchor: Point, size: (u32, u32), image: ImageSize) -> BBox {
     let (w, h) = clamp_size(size, image);
-    let x = (anchor.x as i64 - (w / 2) as i64).clamp(0, (image.width - w) as i64) as u32;
-    let y = (anchor.y as i64 - (h / 2) as i64).clamp(0, (image.height - h) as i64) as u32;
+    label_box_at(anchor, (w, h), image, (w / 2, h / 2))
+}
+
+/// A label of `size` (already clamped to the image) whose pixel `offset`
+/// (from its top-left corner) is on `anchor`, moved the least needed to lie
+/// inside the image.
+pub(crate) fn label_box_at(anchor: Point, (w, h): (u32, u32), image: ImageSize, offset: (u32, u32)) -> BBox {
+    let x = (anchor.x as i64 - offset.0 as i64).clamp(0, (image.width - w) as i64) as u32;
+    let y = (anchor.y as i64 - offset.1 as i64).clamp(0, (image.height - h) as i64) as u32;
     BBox::new(x, y, w, h)
 }
 

@@ -20,10 +20,13 @@ use som_core::{BBox, ImageSize, LabelMeasure, Mark, Placement, Point, Segmentati
 
 use super::bits::{image_words, Packed};
 use super::edt::{BinaryCrop, Edt, Rect};
-use super::{clamp_size, label_box, par_with_edt, AllocatorConfig, Unit};
+use super::{clamp_size, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
 
 /// How many descending-distance candidates the overlap fallback tries.
 const FALLBACK_CANDIDATES: usize = 1024;
+/// How far (in label sides) from its anchor a label may go when every spot
+/// beside its region is taken.
+const NEAREST_REACH: u32 = 3;
 /// Each smaller label scale is this factor of the previous one.
 const SCALE_STEP: f32 = 0.9;
 
@@ -203,15 +206,40 @@ impl Ctx<'_, '_> {
         let (crop, window) = self.anchor_crop(i)?;
         edt.compute(&crop)?;
         if area > 0 {
-            let rects = layout.anchor_conflicts(lsize, size, window);
-            if let Some(p) = edt.argmax_excluding(&rects) {
-                let anchor = Point::new(window.x + p.x, window.y + p.y);
-                return Ok(Some(Placed {
-                    anchor,
-                    d2: p.d2,
-                    label_box: label_box(anchor, lsize, size),
-                    placement: Placement::Inside,
-                }));
+            // The best free pixel for a centred label; failing that, for a
+            // label that merely covers its anchor (anchor at an edge or corner).
+            let (lw, lh) = lsize;
+            let offsets = [
+                (lw / 2, lh / 2),
+                (0, lh / 2),
+                (lw - 1, lh / 2),
+                (lw / 2, 0),
+                (lw / 2, lh - 1),
+                (0, 0),
+                (lw - 1, 0),
+                (0, lh - 1),
+                (lw - 1, lh - 1),
+            ];
+            let mut best: Option<Placed> = None;
+            for (k, &off) in offsets.iter().enumerate() {
+                let rects = layout.anchor_conflicts(lsize, size, window, off);
+                if let Some(p) = edt.argmax_excluding(&rects) {
+                    if best.is_none_or(|b| p.d2 > b.d2) {
+                        let anchor = Point::new(window.x + p.x, window.y + p.y);
+                        best = Some(Placed {
+                            anchor,
+                            d2: p.d2,
+                            label_box: label_box_at(anchor, lsize, size, off),
+                            placement: Placement::Inside,
+                        });
+                    }
+                }
+                if k == 0 && best.is_some() {
+                    break;
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
             }
         }
         // Outside: the anchor is the best pixel no label covers.
@@ -221,11 +249,20 @@ impl Ctx<'_, '_> {
         };
         let anchor = Point::new(window.x + p.x, window.y + p.y);
         let region_box = self.units[i].mask.bbox();
-        Ok(layout.beside(region_box, anchor, lsize, size).map(|b| Placed {
+        let b = layout.beside(region_box, anchor, lsize, size).or_else(|| {
+            // Crowded all round: the free spot nearest the anchor, a few labels away at most.
+            let reach = NEAREST_REACH * lsize.0.max(lsize.1);
+            layout.nearest_free_box(anchor, lsize, size, reach)
+        });
+        Ok(b.map(|b| Placed {
             anchor,
             d2: p.d2,
             label_box: b,
-            placement: Placement::Outside,
+            placement: if b.contains(anchor) {
+                Placement::Inside
+            } else {
+                Placement::Outside
+            },
         }))
     }
 
@@ -295,15 +332,16 @@ impl Ctx<'_, '_> {
 }
 
 /// The half-open range of anchor coordinates on one axis whose label
-/// (`len` long, centred then clamped into `0..img`) overlaps `b0..b1`.
-fn anchor_range(b0: i64, b1: i64, len: i64, img: i64) -> Option<(i64, i64)> {
+/// (`len` long, its pixel `off` on the anchor, then clamped into `0..img`)
+/// overlaps `b0..b1`.
+fn anchor_range(b0: i64, b1: i64, len: i64, img: i64, off: i64) -> Option<(i64, i64)> {
     let a = (b0 - len + 1).max(0);
     let b = (b1 - 1).min(img - len);
     if a > b {
         return None;
     }
-    let lo = if a == 0 { 0 } else { a + len / 2 };
-    let hi = if b == img - len { img - 1 } else { b + len / 2 };
+    let lo = if a == 0 { 0 } else { a + off };
+    let hi = if b == img - len { img - 1 } else { b + off };
     Some((lo, hi + 1))
 }
 
@@ -333,9 +371,15 @@ impl Layout {
             + self.anchors.iter().filter(|&&a| b.contains(a)).count()
     }
 
-    /// The anchor positions in `window` whose label of `lsize` would
-    /// conflict, as rectangles in window coordinates.
-    fn anchor_conflicts(&self, (lw, lh): (u32, u32), size: ImageSize, window: BBox) -> Vec<Rect> {
+    /// The anchor positions in `window` whose label of `lsize` (its pixel
+    /// `off` on the anchor) would conflict, as rectangles in window coordinates.
+    fn anchor_conflicts(
+        &self,
+        (lw, lh): (u32, u32),
+        size: ImageSize,
+        window: BBox,
+        off: (u32, u32),
+    ) -> Vec<Rect> {
         let (w, h) = (size.width as i64, size.height as i64);
         let boxes = self
             .boxes
@@ -348,8 +392,8 @@ impl Layout {
         boxes
             .chain(points)
             .filter_map(|(x0, x1, y0, y1)| {
-                let (ax0, ax1) = anchor_range(x0, x1, lw as i64, w)?;
-                let (ay0, ay1) = anchor_range(y0, y1, lh as i64, h)?;
+                let (ax0, ax1) = anchor_range(x0, x1, lw as i64, w, off.0 as i64)?;
+                let (ay0, ay1) = anchor_range(y0, y1, lh as i64, h, off.1 as i64)?;
                 to_window(ax0, ax1, ay0, ay1, window)
             })
             .collect()
@@ -370,6 +414,63 @@ impl Layout {
                 )
             })
             .collect()
+    }
+
+    /// The free label box nearest `anchor` (smallest gap between box and
+    /// anchor; ties: topmost, then leftmost) among those within `reach`
+    /// pixels of it.
+    fn nearest_free_box(
+        &self,
+        anchor: Point,
+        (lw, lh): (u32, u32),
+        size: ImageSize,
+        reach: u32,
+    ) -> Option<BBox> {
+        let (lw, lh) = (lw as i64, lh as i64);
+        let (ax, ay, r) = (anchor.x as i64, anchor.y as i64, reach as i64);
+        // Top-left corners considered: the box within `reach` of the anchor, inside the image.
+        let x0 = (ax - r - lw + 1).max(0);
+        let x1 = (ax + r).min(size.width as i64 - lw);
+        let y0 = (ay - r - lh + 1).max(0);
+        let y1 = (ay + r).min(size.height as i64 - lh);
+        if x0 > x1 || y0 > y1 {
+            return None;
+        }
+        let (nx, ny) = ((x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize);
+        let mut blocked = vec![false; nx * ny];
+        let mut paint = |bx0: i64, bx1: i64, by0: i64, by1: i64| {
+            // Corners whose box meets [bx0, bx1) × [by0, by1).
+            let (cx0, cx1) = ((bx0 - lw + 1).max(x0), (bx1 - 1).min(x1));
+            let (cy0, cy1) = ((by0 - lh + 1).max(y0), (by1 - 1).min(y1));
+            for cy in cy0..=cy1 {
+                let row = (cy - y0) as usize * nx;
+                for cx in cx0..=cx1 {
+                    blocked[row + (cx - x0) as usize] = true;
+                }
+            }
+        };
+        for b in &self.boxes {
+            paint(b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64);
+        }
+        for a in &self.anchors {
+            paint(a.x as i64, a.x as i64 + 1, a.y as i64, a.y as i64 + 1);
+        }
+        let mut best: Option<(i64, i64, i64)> = None;
+        for cy in y0..=y1 {
+            let dy = (cy - ay).max(ay - (cy + lh - 1)).max(0);
+            for cx in x0..=x1 {
+                if blocked[(cy - y0) as usize * nx + (cx - x0) as usize] {
+                    continue;
+                }
+                let dx = (cx - ax).max(ax - (cx + lw - 1)).max(0);
+                let d = dx * dx + dy * dy;
+                if best.is_none_or(|(bd, _, _)| d < bd) {
+                    best = Some((d, cx, cy));
+                }
+            }
+        }
+        best.filter(|&(d, _, _)| d <= r * r)
+            .map(|(_, cx, cy)| BBox::new(cx as u32, cy as u32, lw as u32, lh as u32))
     }
 
     /// A free label box just outside `region` (its bounding box), on the side
@@ -549,16 +650,16 @@ mod tests {
     fn anchor_range_is_the_preimage_of_overlap() {
         // Brute force: for every anchor, is the clamped label overlapping b0..b1?
         for img in 1..30i64 {
-            for len in 1..=img {
+            for (len, off) in (1..=img).flat_map(|len| [(len, len / 2), (len, 0), (len, len - 1)]) {
                 for b0 in 0..img {
                     for b1 in b0 + 1..=img {
                         let want: Vec<i64> = (0..img)
                             .filter(|&p| {
-                                let x = (p - len / 2).clamp(0, img - len);
+                                let x = (p - off).clamp(0, img - len);
                                 x < b1 && b0 < x + len
                             })
                             .collect();
-                        let got: Vec<i64> = match anchor_range(b0, b1, len, img) {
+                        let got: Vec<i64> = match anchor_range(b0, b1, len, img, off) {
                             Some((lo, hi)) => (lo..hi).collect(),
                             None => vec![],
                         };
