@@ -1,0 +1,307 @@
+//! `som ask` end to end against a loopback OpenAI-compatible mock server:
+//! image → marks → request → answer → resolved regions in the JSON.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use som_lmm::mock::{MockResponse, MockServer};
+
+const KEY: &str = "sk-cli-test-SECRET-42";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("fixtures").join(rel)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("som-cli-ask-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs `som` with a clean provider environment plus `env`.
+fn som(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_som"));
+    cmd.args(args);
+    for var in [
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "OPENAI_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run som")
+}
+
+fn chat(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-cli", "object": "chat.completion", "created": 1, "model": "mock-vl-1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1234, "completion_tokens": 17, "total_tokens": 1251}
+    })
+}
+
+fn fixture_regions() -> Vec<Value> {
+    let text = std::fs::read_to_string(fixture("masks/felz_coffee.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    doc["regions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn ask_marks_sends_and_resolves_regions() {
+    let structured =
+        json!({"answer": "The cup is [1]; the saucer is [2]. Also [999].", "marks": ["1", "2", "999"]});
+    let server = MockServer::start(vec![MockResponse::json(200, &chat(&structured.to_string()))]).unwrap();
+    let dir = tmp("e2e");
+    let marked_png = dir.join("marked.png");
+    let answer_json = dir.join("answer.json");
+    let out = som(
+        &[
+            "ask",
+            s(&fixture("images/coffee.png")),
+            "Which marks are the cup and the saucer?",
+            "--provider",
+            "openai",
+            "--model",
+            "mock-vl",
+            "--base-url",
+            &format!("{}/v1", server.url()),
+            "--regions",
+            s(&fixture("masks/felz_coffee.json")),
+            "--json",
+            s(&answer_json),
+            "-o",
+            s(&marked_png),
+        ],
+        &[("OPENAI_API_KEY", KEY)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}\nstdout: {stdout}");
+    assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
+
+    // The request: one POST with the key, the marked image and the prompt.
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    let body = r.json().unwrap();
+    assert_eq!(body["model"], "mock-vl");
+    assert_eq!(body["messages"][0]["role"], "system");
+    let content = body["messages"][1]["content"].as_array().unwrap();
+    let url = content[0]["image_url"]["url"].as_str().unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(url.strip_prefix("data:image/png;base64,").unwrap())
+        .unwrap();
+    let sent = image::load_from_memory(&png).unwrap().to_rgb8();
+    // The model saw exactly the marked image that was written (600×400 needs no resizing).
+    let written = image::open(&marked_png).unwrap().to_rgb8();
+    assert_eq!(sent.dimensions(), (600, 400));
+    assert!(
+        sent == written,
+        "the uploaded image differs from the marked image"
+    );
+    let original = image::open(fixture("images/coffee.png")).unwrap().to_rgb8();
+    assert!(sent != original, "the uploaded image carries no marks");
+    let prompt = content[1]["text"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("Which marks are the cup and the saucer?"),
+        "{prompt}"
+    );
+
+    // The answer: printed with its regions, and written as JSON.
+    assert!(stdout.contains("The cup is [1]; the saucer is [2]."), "{stdout}");
+    assert!(
+        stdout.contains("unknown marks (not on the image): 999"),
+        "{stdout}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&answer_json).unwrap()).unwrap();
+    assert_eq!(doc["provider"], "openai");
+    assert_eq!(doc["model"], "mock-vl");
+    assert_eq!(doc["answered_by"], "mock-vl-1");
+    assert_eq!(doc["text"], "The cup is [1]; the saucer is [2]. Also [999].");
+    assert_eq!(doc["finish_reason"], "stop");
+    assert_eq!(
+        doc["image"],
+        json!({"width": 600, "height": 400, "file_name": "coffee.png"})
+    );
+    assert_eq!(doc["sent_size"], json!([600, 400]));
+    assert_eq!(doc["unknown"], json!(["999"]));
+    assert_eq!(
+        doc["usage"],
+        json!({"input_tokens": 1234, "output_tokens": 17, "total_tokens": 1251})
+    );
+    let marks = doc["marks"].as_array().unwrap();
+    assert_eq!(marks.len(), 2);
+
+    // Marks 1 and 2 are the two largest regions (marks number regions largest
+    // first), carried with their input masks unchanged.
+    let mut regions = fixture_regions();
+    regions.sort_by(|a, b| {
+        b["area"]
+            .as_u64()
+            .cmp(&a["area"].as_u64())
+            .then(a["id"].as_u64().cmp(&b["id"].as_u64()))
+    });
+    for (mark, expected) in marks.iter().zip(&regions) {
+        let region = &mark["region"];
+        assert_eq!(region["id"], expected["id"], "mark {}", mark["text"]);
+        assert_eq!(
+            region["segmentation"]["counts"],
+            expected["segmentation"]["counts"]
+        );
+        assert_eq!(region["bbox"], expected["bbox"]);
+        // The anchor lies inside the region's box.
+        let b: Vec<u64> = region["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let (x, y) = (mark["x"].as_u64().unwrap(), mark["y"].as_u64().unwrap());
+        assert!(x >= b[0] && x < b[0] + b[2] && y >= b[1] && y < b[1] + b[3]);
+    }
+    assert_eq!(marks[0]["text"], "1");
+    assert_eq!(marks[1]["text"], "2");
+}
+
+#[test]
+fn ask_with_a_raw_prompt_and_letters_parses_plain_text() {
+    let server = MockServer::start(vec![MockResponse::json(200, &chat("I would click (b)."))]).unwrap();
+    let dir = tmp("raw");
+    let answer_json = dir.join("answer.json");
+    let out = som(
+        &[
+            "ask",
+            s(&fixture("images/coffee.png")),
+            "Open the cup.",
+            "--task",
+            "raw",
+            "--labels",
+            "letter",
+            "--no-structured",
+            "--base-url",
+            &server.url(),
+            "--regions",
+            s(&fixture("masks/felz_coffee.json")),
+            "--json",
+            s(&answer_json),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = server.requests()[0].json().unwrap();
+    assert_eq!(
+        body["messages"][0]["role"], "user",
+        "raw prompts have no system message"
+    );
+    assert_eq!(body["messages"][0]["content"][1]["text"], "Open the cup.");
+    assert!(body.get("response_format").is_none());
+    assert!(
+        server.requests()[0].header("authorization").is_none(),
+        "no key, none sent"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&answer_json).unwrap()).unwrap();
+    assert_eq!(doc["marks"][0]["text"], "b");
+    assert!(doc["usage"].is_object());
+}
+
+#[test]
+fn ask_without_a_key_says_which_variable_to_set() {
+    let out = som(
+        &[
+            "ask",
+            s(&fixture("images/coffee.png")),
+            "q",
+            "--regions",
+            s(&fixture("masks/felz_coffee.json")),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(
+        err.starts_with("som: error: no API key for openai: set OPENAI_API_KEY"),
+        "{err}"
+    );
+
+    let out = som(&["ask", "x.png", "q", "--provider", "anthropic"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
+    let out = som(&["ask", "x.png", "q", "--provider", "gemini"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GEMINI_API_KEY"), "{err}");
+}
+
+#[test]
+fn ask_reports_provider_errors_on_one_line() {
+    let server = MockServer::start(vec![MockResponse::json(
+        429,
+        &json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}),
+    )
+    .header("x-request-id", "req_cli")])
+    .unwrap();
+    let out = som(
+        &[
+            "ask",
+            s(&fixture("images/coffee.png")),
+            "q",
+            "--base-url",
+            &server.url(),
+            "--regions",
+            s(&fixture("masks/felz_coffee.json")),
+        ],
+        &[("OPENAI_API_KEY", KEY)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains("http 429 (insufficient_quota)"), "{err}");
+    assert!(err.contains("req_cli"), "{err}");
+    assert!(!err.contains(KEY));
+    assert_eq!(server.hits(), 1, "quota errors are not retried");
+}
+
+#[test]
+fn ask_rejects_bad_options_before_any_work() {
+    for (args, needle) in [
+        (vec!["--timeout", "0"], "--timeout"),
+        (vec!["--temperature", "9"], "--temperature"),
+        (vec!["--phrase", "a cup"], "--phrase"),
+        (
+            vec!["--task", "label", "--base-url", "http://127.0.0.1:9"],
+            "vocabulary",
+        ),
+        (
+            vec!["--draw", "sparkles", "--base-url", "http://127.0.0.1:9"],
+            "--draw",
+        ),
+    ] {
+        let mut all = vec!["ask", "missing.png", " "];
+        all.extend(args);
+        let out = som(&all, &[("OPENAI_API_KEY", KEY)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err} should mention {needle}");
+    }
+}
