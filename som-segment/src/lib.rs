@@ -67,3 +67,6 @@ pub use precomputed::{
     decode_label_png, regions_from_values, LabelMapOptions, Precomputed, RegionSource,
     DEFAULT_MAX_PRECOMPUTED_REGIONS, MAX_MASK_BYTES,
 };
+
+#[cfg(feature = "torch")]
+pub mod sam;

@@ -1,0 +1,719 @@
+//! The automatic mask generator (`segment_anything/automatic_mask_generator.py` and
+//! `segment_anything/utils/amg.py`): prompts SAM with a grid of points over the image and
+//! over overlapping crops, filters the masks by predicted IoU and stability, removes
+//! duplicates with box NMS, optionally cleans small holes and islands, and writes one record
+//! per mask in the shape upstream writes (`output_mode="coco_rle"`).
+//!
+//! Everything after the model calls (thresholds, stability, boxes, RLE, NMS) runs on plain
+//! slices in Rust, one mask at a time, instead of on batched tensors.
+
+use std::time::Instant;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use som_core::{ImageSize, Rle};
+use tch::{Kind, Tensor};
+
+use super::components::{remove_small_regions, RegionMode};
+use super::resize::apply_coords;
+use super::sam::{ImageEmbedding, Sam, MASK_THRESHOLD};
+use super::SamError;
+
+/// `is_box_near_crop_edge`'s tolerance, in pixels.
+const CROP_EDGE_ATOL: f64 = 20.0;
+
+/// Options of `SamAutomaticMaskGenerator`, with its names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AmgOptions {
+    /// Points sampled along one side of the image (the grid has `n²` points).
+    pub points_per_side: u32,
+    /// Points run through the decoder at once (memory, not results).
+    pub points_per_batch: usize,
+    /// Keep masks whose predicted IoU is above this (0 disables the filter).
+    pub pred_iou_thresh: f64,
+    /// Keep masks whose stability score is at least this (0 disables the filter).
+    pub stability_score_thresh: f64,
+    /// Logit offset used for the stability score.
+    pub stability_score_offset: f64,
+    /// Box IoU above which NMS drops the lower-IoU mask within a crop.
+    pub box_nms_thresh: f64,
+    /// Extra layers of crops (layer `i` has `2^i × 2^i` crops); 0 runs on the image only.
+    pub crop_n_layers: u32,
+    /// Box IoU above which NMS drops duplicates between crops (smaller crops win).
+    pub crop_nms_thresh: f64,
+    /// Overlap of neighbouring crops as a fraction of the image's shorter side (layer 1).
+    pub crop_overlap_ratio: f64,
+    /// Points per side in layer `i` are divided by this to the power `i`.
+    pub crop_n_points_downscale_factor: u32,
+    /// Fill holes and remove islands smaller than this area (0 disables; OpenCV-equivalent).
+    pub min_mask_region_area: u64,
+}
+
+impl Default for AmgOptions {
+    fn default() -> Self {
+        AmgOptions {
+            points_per_side: 32,
+            points_per_batch: 64,
+            pred_iou_thresh: 0.88,
+            stability_score_thresh: 0.95,
+            stability_score_offset: 1.0,
+            box_nms_thresh: 0.7,
+            crop_n_layers: 0,
+            crop_nms_thresh: 0.7,
+            crop_overlap_ratio: 512.0 / 1500.0,
+            crop_n_points_downscale_factor: 1,
+            min_mask_region_area: 0,
+        }
+    }
+}
+
+impl AmgOptions {
+    /// Checks every option is in range.
+    ///
+    /// # Errors
+    /// [`SamError::Option`] naming the first bad option.
+    pub fn validate(&self) -> Result<(), SamError> {
+        let bad = |name: &'static str, value: String, reason: &'static str| {
+            Err(SamError::Option { name, value, reason })
+        };
+        if self.points_per_side == 0 {
+            return bad("points_per_side", "0".into(), "must be at least 1");
+        }
+        if self.points_per_batch == 0 {
+            return bad("points_per_batch", "0".into(), "must be at least 1");
+        }
+        for (name, v) in [
+            ("pred_iou_thresh", self.pred_iou_thresh),
+            ("stability_score_thresh", self.stability_score_thresh),
+            ("stability_score_offset", self.stability_score_offset),
+            ("box_nms_thresh", self.box_nms_thresh),
+            ("crop_nms_thresh", self.crop_nms_thresh),
+        ] {
+            if !v.is_finite() {
+                return bad(name, v.to_string(), "must be a finite number");
+            }
+        }
+        if !(0.0..1.0).contains(&self.crop_overlap_ratio) {
+            return bad(
+                "crop_overlap_ratio",
+                self.crop_overlap_ratio.to_string(),
+                "must be in [0, 1)",
+            );
+        }
+        if self.crop_n_points_downscale_factor == 0 {
+            return bad("crop_n_points_downscale_factor", "0".into(), "must be at least 1");
+        }
+        if self.crop_n_layers > 8 {
+            return bad(
+                "crop_n_layers",
+                self.crop_n_layers.to_string(),
+                "must be at most 8",
+            );
+        }
+        for layer in 0..=self.crop_n_layers {
+            if self.points_in_layer(layer) == 0 {
+                return bad(
+                    "crop_n_points_downscale_factor",
+                    self.crop_n_points_downscale_factor.to_string(),
+                    "leaves no points in the deepest crop layer",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `int(n_per_side / scale_per_layer ** i)`.
+    fn points_in_layer(&self, layer: u32) -> usize {
+        (f64::from(self.points_per_side) / f64::from(self.crop_n_points_downscale_factor).powi(layer as i32))
+            as usize
+    }
+}
+
+/// A COCO RLE as upstream writes it: `{"size": [h, w], "counts": "<compressed>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RleRecord {
+    /// `[height, width]`.
+    pub size: [u32; 2],
+    /// pycocotools' compressed counts string.
+    pub counts: String,
+}
+
+/// One generated mask, the record `SamAutomaticMaskGenerator.generate` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmgRecord {
+    /// The mask.
+    pub segmentation: RleRecord,
+    /// Pixels in the mask.
+    pub area: u64,
+    /// `[x, y, w, h]` where `w`, `h` are max − min coordinates (upstream's convention:
+    /// one less than the pixel extent).
+    pub bbox: [i64; 4],
+    /// The model's IoU prediction.
+    pub predicted_iou: f64,
+    /// The grid point that produced the mask, in image pixels.
+    pub point_coords: Vec<[f64; 2]>,
+    /// The stability score.
+    pub stability_score: f64,
+    /// The crop the mask came from, `[x, y, w, h]`.
+    pub crop_box: [i64; 4],
+}
+
+impl AmgRecord {
+    /// The mask as an [`Rle`].
+    ///
+    /// # Errors
+    /// [`som_core::SomError::Rle`] if the record's counts are malformed.
+    pub fn rle(&self) -> Result<Rle, som_core::SomError> {
+        Rle::from_compressed(
+            ImageSize::new(self.segmentation.size[1], self.segmentation.size[0]),
+            &self.segmentation.counts,
+        )
+    }
+}
+
+/// Where the time of one [`AutomaticMaskGenerator::generate_timed`] run went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AmgTimings {
+    /// Image encoder (all crops), ms.
+    pub encode_ms: f64,
+    /// Prompt encoder, mask decoder and mask upscaling (all batches), ms.
+    pub decode_ms: f64,
+    /// Everything else (filtering, boxes, RLE, NMS, small regions), ms.
+    pub post_ms: f64,
+}
+
+/// One candidate mask (a row of upstream's `MaskData`).
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Uncompressed column-major counts over the full image.
+    counts: Vec<u32>,
+    /// `[x0, y0, x1, y1]`, inclusive maxima, in the frame of the current stage.
+    bbox: [i64; 4],
+    iou: f32,
+    point: [f64; 2],
+    stability: f32,
+    crop_box: [i64; 4],
+}
+
+/// `SamAutomaticMaskGenerator`.
+///
+/// ```no_run
+/// use som_segment::sam::{AmgOptions, AutomaticMaskGenerator, Sam, SamModel};
+/// let sam = Sam::load("sam_vit_b_01ec64.pth", SamModel::VitB)?;
+/// let generator = AutomaticMaskGenerator::new(AmgOptions::default())?;
+/// let records = generator.generate(&sam, &image::open("photo.jpg")?.to_rgb8())?;
+/// println!("{}", serde_json::to_string(&records)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct AutomaticMaskGenerator {
+    options: AmgOptions,
+    point_grids: Vec<Vec<[f64; 2]>>,
+    quiet: bool,
+}
+
+impl AutomaticMaskGenerator {
+    /// A generator with `options`; progress goes to stderr unless [`Self::quiet`] is set.
+    ///
+    /// # Errors
+    /// [`SamError::Option`] for options out of range.
+    pub fn new(options: AmgOptions) -> Result<Self, SamError> {
+        options.validate()?;
+        let point_grids = (0..=options.crop_n_layers)
+            .map(|l| build_point_grid(options.points_in_layer(l)))
+            .collect();
+        Ok(AutomaticMaskGenerator {
+            options,
+            point_grids,
+            quiet: true,
+        })
+    }
+
+    /// Prints progress (crops, point batches) on stderr when `quiet` is false.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The options.
+    pub fn options(&self) -> &AmgOptions {
+        &self.options
+    }
+
+    /// Generates masks for an RGB image.
+    ///
+    /// # Errors
+    /// [`SamError::Image`] for images SAM cannot take.
+    pub fn generate(&self, sam: &Sam, image: &RgbImage) -> Result<Vec<AmgRecord>, SamError> {
+        Ok(self.generate_timed(sam, image)?.0)
+    }
+
+    /// [`Self::generate`], also returning where the time went.
+    ///
+    /// # Errors
+    /// As [`Self::generate`].
+    pub fn generate_timed(
+        &self,
+        sam: &Sam,
+        image: &RgbImage,
+    ) -> Result<(Vec<AmgRecord>, AmgTimings), SamError> {
+        let start = Instant::now();
+        let mut timings = AmgTimings::default();
+        let (w, h) = (image.width(), image.height());
+        super::sam::check_image(&image::DynamicImage::ImageRgb8(RgbImage::new(w.max(1), h.max(1))))
+            .map_err(|_| SamError::Image(format!("{w}x{h} image is too small for SAM")))?;
+        let (crop_boxes, layers) = generate_crop_boxes(
+            (h, w),
+            self.options.crop_n_layers,
+            self.options.crop_overlap_ratio,
+        );
+        let mut data: Vec<Candidate> = Vec::new();
+        for (i, (crop_box, layer)) in crop_boxes.iter().zip(&layers).enumerate() {
+            if !self.quiet {
+                eprintln!("sam: crop {}/{} {:?}", i + 1, crop_boxes.len(), crop_box);
+            }
+            data.extend(self.process_crop(sam, image, *crop_box, *layer as usize, (h, w), &mut timings)?);
+        }
+        if crop_boxes.len() > 1 {
+            let scores: Vec<f32> = data
+                .iter()
+                .map(|c| {
+                    let [x0, y0, x1, y1] = c.crop_box;
+                    1.0 / ((x1 - x0) * (y1 - y0)) as f32
+                })
+                .collect();
+            let keep = nms(
+                &data.iter().map(|c| c.bbox).collect::<Vec<_>>(),
+                &scores,
+                self.options.crop_nms_thresh,
+            );
+            data = keep.into_iter().map(|i| data[i].clone()).collect();
+        }
+        if self.options.min_mask_region_area > 0 {
+            data = postprocess_small_regions(
+                data,
+                (h, w),
+                self.options.min_mask_region_area as f64,
+                self.options.box_nms_thresh.max(self.options.crop_nms_thresh),
+            );
+        }
+        let size = ImageSize::new(w, h);
+        let records = data
+            .into_iter()
+            .map(|c| {
+                let area: u64 = c.counts.iter().skip(1).step_by(2).map(|&v| u64::from(v)).sum();
+                let rle = Rle::from_counts(size, c.counts).map_err(|e| SamError::Image(e.to_string()))?;
+                let [x0, y0, x1, y1] = c.bbox;
+                let [cx0, cy0, cx1, cy1] = c.crop_box;
+                Ok(AmgRecord {
+                    segmentation: RleRecord {
+                        size: [h, w],
+                        counts: rle.to_compressed(),
+                    },
+                    area,
+                    bbox: [x0, y0, x1 - x0, y1 - y0],
+                    predicted_iou: f64::from(c.iou),
+                    point_coords: vec![c.point],
+                    stability_score: f64::from(c.stability),
+                    crop_box: [cx0, cy0, cx1 - cx0, cy1 - cy0],
+                })
+            })
+            .collect::<Result<Vec<_>, SamError>>()?;
+        let total = start.elapsed().as_secs_f64() * 1e3;
+        timings.post_ms = total - timings.encode_ms - timings.decode_ms;
+        Ok((records, timings))
+    }
+
+    fn process_crop(
+        &self,
+        sam: &Sam,
+        image: &RgbImage,
+        crop_box: [i64; 4],
+        layer: usize,
+        orig: (u32, u32),
+        timings: &mut AmgTimings,
+    ) -> Result<Vec<Candidate>, SamError> {
+        let [x0, y0, x1, y1] = crop_box;
+        let cropped =
+            image::imageops::crop_imm(image, x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32)
+                .to_image();
+        let t = Instant::now();
+        let embedding = sam.embed_image(&cropped)?;
+        timings.encode_ms += t.elapsed().as_secs_f64() * 1e3;
+        let (cw, ch) = (f64::from(cropped.width()), f64::from(cropped.height()));
+        let points: Vec<[f64; 2]> = self.point_grids[layer]
+            .iter()
+            .map(|p| [p[0] * cw, p[1] * ch])
+            .collect();
+        let mut data = Vec::new();
+        let n_batches = points.len().div_ceil(self.options.points_per_batch);
+        for (b, batch) in points.chunks(self.options.points_per_batch).enumerate() {
+            if !self.quiet {
+                eprintln!(
+                    "sam:   points batch {}/{} ({} points)",
+                    b + 1,
+                    n_batches,
+                    batch.len()
+                );
+            }
+            data.extend(self.process_batch(sam, &embedding, batch, crop_box, orig, timings)?);
+        }
+        let boxes: Vec<[i64; 4]> = data.iter().map(|c| c.bbox).collect();
+        let scores: Vec<f32> = data.iter().map(|c| c.iou).collect();
+        let keep = nms(&boxes, &scores, self.options.box_nms_thresh);
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let mut c = data[i].clone();
+                c.bbox = [c.bbox[0] + x0, c.bbox[1] + y0, c.bbox[2] + x0, c.bbox[3] + y0];
+                c.point = [c.point[0] + x0 as f64, c.point[1] + y0 as f64];
+                c
+            })
+            .collect())
+    }
+
+    fn process_batch(
+        &self,
+        sam: &Sam,
+        embedding: &ImageEmbedding,
+        points: &[[f64; 2]],
+        crop_box: [i64; 4],
+        orig: (u32, u32),
+        timings: &mut AmgTimings,
+    ) -> Result<Vec<Candidate>, SamError> {
+        let (orig_h, orig_w) = orig;
+        let long = sam.img_size();
+        let n = points.len() as i64;
+        let transformed: Vec<f64> = points
+            .iter()
+            .flat_map(|p| {
+                let (x, y) = apply_coords(p[0], p[1], embedding.original_size, long);
+                [x, y]
+            })
+            .collect();
+        let in_points = Tensor::from_slice(&transformed).view([n, 1, 2]);
+        let in_labels = Tensor::ones([n, 1], (Kind::Int, tch::Device::Cpu));
+        let t = Instant::now();
+        let (masks, iou, _) = sam.predict_torch(embedding, Some((&in_points, &in_labels)), None, None, true);
+        let masks = masks.flatten(0, 1).contiguous();
+        let iou = Vec::<f32>::try_from(&iou.flatten(0, 1))?;
+        timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+
+        let k = iou.len() / points.len();
+        let (ch, cw) = embedding.original_size;
+        let (ch, cw) = (ch as usize, cw as usize);
+        let mut logits = vec![0f32; ch * cw];
+        let mut bits = vec![0u8; ch * cw];
+        let hi = (MASK_THRESHOLD + self.options.stability_score_offset) as f32;
+        let lo = (MASK_THRESHOLD - self.options.stability_score_offset) as f32;
+        let thr = MASK_THRESHOLD as f32;
+        let iou_thr = self.options.pred_iou_thresh as f32;
+        let stab_thr = self.options.stability_score_thresh as f32;
+        let mut out = Vec::new();
+        for (i, &score) in iou.iter().enumerate() {
+            if self.options.pred_iou_thresh > 0.0
+                && score.partial_cmp(&iou_thr) != Some(std::cmp::Ordering::Greater)
+            {
+                continue;
+            }
+            masks.get(i as i64).copy_data(&mut logits, ch * cw);
+            let (mut inter, mut union) = (0u32, 0u32);
+            for &v in &logits {
+                inter += u32::from(v > hi);
+                union += u32::from(v > lo);
+            }
+            let stability = inter as f32 / union as f32;
+            // NaN (an empty union) fails the test, as in torch.
+            if self.options.stability_score_thresh > 0.0
+                && stability.partial_cmp(&stab_thr).is_none_or(|o| o.is_lt())
+            {
+                continue;
+            }
+            for (b, &v) in bits.iter_mut().zip(&logits) {
+                *b = u8::from(v > thr);
+            }
+            let bbox = mask_to_box(&bits, cw, ch);
+            if is_box_near_crop_edge(bbox, crop_box, [0, 0, i64::from(orig_w), i64::from(orig_h)]) {
+                continue;
+            }
+            out.push(Candidate {
+                counts: crop_rle_counts(&bits, cw, ch, crop_box, orig),
+                bbox,
+                iou: score,
+                point: points[i / k],
+                stability,
+                crop_box,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `build_point_grid`: `n × n` cell centres in `[0, 1]²`, x varying fastest, computed as
+/// `numpy.linspace` does.
+fn build_point_grid(n: usize) -> Vec<[f64; 2]> {
+    let offset = 1.0 / (2.0 * n as f64);
+    let side: Vec<f64> = if n == 1 {
+        vec![offset]
+    } else {
+        let (start, stop) = (offset, 1.0 - offset);
+        let step = (stop - start) / (n - 1) as f64;
+        (0..n)
+            .map(|i| if i == n - 1 { stop } else { i as f64 * step + start })
+            .collect()
+    };
+    let mut grid = Vec::with_capacity(n * n);
+    for &y in &side {
+        for &x in &side {
+            grid.push([x, y]);
+        }
+    }
+    grid
+}
+
+/// `generate_crop_boxes`: the whole image, then `2^i × 2^i` overlapping crops per layer, as
+/// `[x0, y0, x1, y1]` with their layer index.
+fn generate_crop_boxes(im_size: (u32, u32), n_layers: u32, overlap_ratio: f64) -> (Vec<[i64; 4]>, Vec<u32>) {
+    let (im_h, im_w) = (i64::from(im_size.0), i64::from(im_size.1));
+    let short_side = im_h.min(im_w);
+    let mut boxes = vec![[0, 0, im_w, im_h]];
+    let mut layers = vec![0];
+    let crop_len = |orig_len: i64, n_crops: i64, overlap: i64| -> i64 {
+        (((overlap * (n_crops - 1) + orig_len) as f64) / n_crops as f64).ceil() as i64
+    };
+    for i_layer in 0..n_layers {
+        let n_crops = 1i64 << (i_layer + 1);
+        let overlap = (overlap_ratio * short_side as f64 * (2.0 / n_crops as f64)) as i64;
+        let crop_w = crop_len(im_w, n_crops, overlap);
+        let crop_h = crop_len(im_h, n_crops, overlap);
+        let x0s: Vec<i64> = (0..n_crops).map(|i| (crop_w - overlap) * i).collect();
+        let y0s: Vec<i64> = (0..n_crops).map(|i| (crop_h - overlap) * i).collect();
+        for &x0 in &x0s {
+            for &y0 in &y0s {
+                boxes.push([x0, y0, (x0 + crop_w).min(im_w), (y0 + crop_h).min(im_h)]);
+                layers.push(i_layer + 1);
+            }
+        }
+    }
+    (boxes, layers)
+}
+
+/// `batched_mask_to_box` for one row-major `w × h` mask: `[x0, y0, x1, y1]` with inclusive
+/// maxima, `[0, 0, 0, 0]` when empty.
+fn mask_to_box(bits: &[u8], w: usize, h: usize) -> [i64; 4] {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
+    for y in 0..h {
+        let row = &bits[y * w..(y + 1) * w];
+        let Some(first) = row.iter().position(|&b| b != 0) else {
+            continue;
+        };
+        let last = row.iter().rposition(|&b| b != 0).unwrap_or(first);
+        x0 = x0.min(first);
+        x1 = x1.max(last);
+        y0 = y0.min(y);
+        y1 = y;
+    }
+    if x0 == usize::MAX {
+        [0, 0, 0, 0]
+    } else {
+        [x0 as i64, y0 as i64, x1 as i64, y1 as i64]
+    }
+}
+
+/// `is_box_near_crop_edge`: a (crop-frame) box within 20 px of a crop edge that is not
+/// also an image edge.
+fn is_box_near_crop_edge(bbox: [i64; 4], crop_box: [i64; 4], orig_box: [i64; 4]) -> bool {
+    let b = [
+        bbox[0] + crop_box[0],
+        bbox[1] + crop_box[1],
+        bbox[2] + crop_box[0],
+        bbox[3] + crop_box[1],
+    ];
+    (0..4).any(|i| {
+        let near_crop = ((b[i] - crop_box[i]) as f32).abs() as f64 <= CROP_EDGE_ATOL;
+        let near_image = ((b[i] - orig_box[i]) as f32).abs() as f64 <= CROP_EDGE_ATOL;
+        near_crop && !near_image
+    })
+}
+
+/// Column-major run lengths of a crop mask pasted into the full image
+/// (`uncrop_masks` + `mask_to_rle_pytorch`), starting with a run of zeros.
+fn crop_rle_counts(bits: &[u8], cw: usize, ch: usize, crop_box: [i64; 4], orig: (u32, u32)) -> Vec<u32> {
+    let (h, w) = (orig.0 as usize, orig.1 as usize);
+    let (x0, y0) = (crop_box[0] as usize, crop_box[1] as usize);
+    let mut counts = Vec::new();
+    let mut current = 0u8;
+    let mut run = 0u32;
+    let push = |v: u8, n: usize, current: &mut u8, run: &mut u32, counts: &mut Vec<u32>| {
+        if n == 0 {
+            return;
+        }
+        if v != *current {
+            counts.push(*run);
+            *run = 0;
+            *current = v;
+        }
+        *run += n as u32;
+    };
+    for x in 0..w {
+        if x < x0 || x >= x0 + cw {
+            push(0, h, &mut current, &mut run, &mut counts);
+            continue;
+        }
+        let cx = x - x0;
+        push(0, y0, &mut current, &mut run, &mut counts);
+        for cy in 0..ch {
+            push(bits[cy * cw + cx], 1, &mut current, &mut run, &mut counts);
+        }
+        push(0, h - y0 - ch, &mut current, &mut run, &mut counts);
+    }
+    counts.push(run);
+    counts
+}
+
+/// torchvision's `nms` (CPU kernel) on integer boxes in `f32`: indices kept, by descending
+/// score (ties in index order, as its stable sort leaves them).
+fn nms(boxes: &[[i64; 4]], scores: &[f32], iou_threshold: f64) -> Vec<usize> {
+    let n = boxes.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        let (sa, sb) = (scores[a], scores[b]);
+        // Descending; NaN sorts first, as in torch.sort(descending=True).
+        match (sa.is_nan(), sb.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            _ => sb.partial_cmp(&sa).unwrap_or(std::cmp::Ordering::Equal),
+        }
+    });
+    let f: Vec<[f32; 4]> = boxes.iter().map(|b| b.map(|v| v as f32)).collect();
+    let areas: Vec<f32> = f.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
+    let mut suppressed = vec![false; n];
+    let mut keep = Vec::new();
+    for (oi, &i) in order.iter().enumerate() {
+        if suppressed[i] {
+            continue;
+        }
+        keep.push(i);
+        let [ix1, iy1, ix2, iy2] = f[i];
+        for &j in &order[oi + 1..] {
+            if suppressed[j] {
+                continue;
+            }
+            let xx1 = ix1.max(f[j][0]);
+            let yy1 = iy1.max(f[j][1]);
+            let xx2 = ix2.min(f[j][2]);
+            let yy2 = iy2.min(f[j][3]);
+            let iw = (xx2 - xx1).max(0.0);
+            let ih = (yy2 - yy1).max(0.0);
+            let inter = iw * ih;
+            let ovr = inter / (areas[i] + areas[j] - inter);
+            if f64::from(ovr) > iou_threshold {
+                suppressed[j] = true;
+            }
+        }
+    }
+    keep
+}
+
+/// Full-image row-major bits from column-major counts.
+fn counts_to_bits(counts: &[u32], h: usize, w: usize) -> Vec<u8> {
+    let mut bits = vec![0u8; h * w];
+    let mut idx = 0usize;
+    let mut value = 0u8;
+    for &c in counts {
+        if value == 1 {
+            for p in idx..idx + c as usize {
+                let (x, y) = (p / h, p % h);
+                bits[y * w + x] = 1;
+            }
+        }
+        idx += c as usize;
+        value ^= 1;
+    }
+    bits
+}
+
+/// `postprocess_small_regions`.
+fn postprocess_small_regions(
+    data: Vec<Candidate>,
+    orig: (u32, u32),
+    min_area: f64,
+    nms_thresh: f64,
+) -> Vec<Candidate> {
+    if data.is_empty() {
+        return data;
+    }
+    let (h, w) = (orig.0 as usize, orig.1 as usize);
+    let mut new_masks = Vec::with_capacity(data.len());
+    let mut scores = Vec::with_capacity(data.len());
+    let mut boxes = Vec::with_capacity(data.len());
+    for c in &data {
+        let mask = counts_to_bits(&c.counts, h, w);
+        let (mask, changed_holes) = remove_small_regions(&mask, w, h, min_area, RegionMode::Holes);
+        let (mask, changed_islands) = remove_small_regions(&mask, w, h, min_area, RegionMode::Islands);
+        let unchanged = !changed_holes && !changed_islands;
+        boxes.push(mask_to_box(&mask, w, h));
+        scores.push(if unchanged { 1.0f32 } else { 0.0 });
+        new_masks.push(mask);
+    }
+    let keep = nms(&boxes, &scores, nms_thresh);
+    keep.into_iter()
+        .map(|i| {
+            let mut c = data[i].clone();
+            if scores[i] == 0.0 {
+                c.counts = crop_rle_counts(&new_masks[i], w, h, [0, 0, w as i64, h as i64], orig);
+                c.bbox = boxes[i];
+            }
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_grid_matches_linspace() {
+        let g = build_point_grid(4);
+        assert_eq!(g.len(), 16);
+        assert_eq!(g[0], [0.125, 0.125]);
+        assert_eq!(g[1], [0.375, 0.125]);
+        assert_eq!(g[15], [0.875, 0.875]);
+        assert_eq!(build_point_grid(1), vec![[0.5, 0.5]]);
+    }
+
+    #[test]
+    fn crop_boxes_match_reference() {
+        // generate_crop_boxes((133, 200), 1, 512/1500) in Python.
+        let (boxes, layers) = generate_crop_boxes((133, 200), 1, 512.0 / 1500.0);
+        assert_eq!(boxes[0], [0, 0, 200, 133]);
+        assert_eq!(layers, vec![0, 1, 1, 1, 1]);
+        assert_eq!(boxes[1], [0, 0, 123, 89]);
+        assert_eq!(boxes[2], [0, 44, 123, 133]);
+        assert_eq!(boxes[3], [78, 0, 200, 89]);
+    }
+
+    #[test]
+    fn rle_of_pasted_crop() {
+        // 2x2 crop at (1, 1) in a 4x3 image (h=3, w=4), crop fully set.
+        let counts = crop_rle_counts(&[1, 1, 1, 1], 2, 2, [1, 1, 3, 3], (3, 4));
+        assert_eq!(counts, vec![4, 2, 1, 2, 3]);
+        let bits = counts_to_bits(&counts, 3, 4);
+        assert_eq!(mask_to_box(&bits, 4, 3), [1, 1, 2, 2]);
+        let empty = crop_rle_counts(&[0, 0, 0, 0], 2, 2, [0, 0, 2, 2], (3, 4));
+        assert_eq!(empty, vec![12]);
+        let first_on = crop_rle_counts(&[1, 0, 0, 0], 2, 2, [0, 0, 2, 2], (3, 4));
+        assert_eq!(first_on, vec![0, 1, 11]);
+    }
+
+    #[test]
+    fn nms_keeps_best_and_ties_in_index_order() {
+        let boxes = [[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10]];
+        assert_eq!(nms(&boxes, &[0.5, 0.9, 0.1, 0.9], 0.5), vec![1, 2]);
+        assert_eq!(nms(&boxes, &[1.0, 1.0, 1.0, 1.0], 0.5), vec![0, 2]);
+        assert_eq!(nms(&boxes, &[1.0, 1.0, 1.0, 1.0], 0.99), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,140 @@
+//! The mask decoder (`segment_anything/modeling/mask_decoder.py`): output tokens through
+//! the two-way transformer, a transposed-convolution upscaler, per-mask hypernetwork MLPs
+//! and the IoU prediction head.
+
+use tch::Tensor;
+
+use super::common::{ConvTranspose2d, LayerNorm2d, Linear};
+use super::config::MaskDecoderConfig;
+use super::transformer::TwoWayTransformer;
+use super::weights::Vb;
+use super::SamError;
+
+/// `MLP`: linear layers with ReLU between them.
+#[derive(Debug)]
+struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    fn load(vb: &Vb, input: i64, hidden: i64, output: i64, num_layers: usize) -> Result<Self, SamError> {
+        let layers = (0..num_layers)
+            .map(|i| {
+                let n = if i == 0 { input } else { hidden };
+                let k = if i + 1 == num_layers { output } else { hidden };
+                Linear::load(&vb.pp("layers").pp(i), n, k, true)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Mlp { layers })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut x = x.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x);
+            if i + 1 < self.layers.len() {
+                x = x.relu();
+            }
+        }
+        x
+    }
+}
+
+/// The mask decoder (`MaskDecoder`).
+#[derive(Debug)]
+pub struct MaskDecoder {
+    transformer: TwoWayTransformer,
+    iou_token: Tensor,
+    mask_tokens: Tensor,
+    upscale1: ConvTranspose2d,
+    upscale_ln: LayerNorm2d,
+    upscale2: ConvTranspose2d,
+    hypernetworks: Vec<Mlp>,
+    iou_head: Mlp,
+    num_mask_tokens: i64,
+}
+
+impl MaskDecoder {
+    pub(crate) fn load(vb: &Vb, c: &MaskDecoderConfig) -> Result<Self, SamError> {
+        let d = c.transformer.embedding_dim;
+        let n = c.num_multimask_outputs + 1;
+        let up = vb.pp("output_upscaling");
+        Ok(MaskDecoder {
+            transformer: TwoWayTransformer::load(&vb.pp("transformer"), &c.transformer)?,
+            iou_token: vb.pp("iou_token").get("weight", &[1, d])?,
+            mask_tokens: vb.pp("mask_tokens").get("weight", &[n, d])?,
+            upscale1: ConvTranspose2d::load(&up.pp(0), d, d / 4)?,
+            upscale_ln: LayerNorm2d::load(&up.pp(1), d / 4)?,
+            upscale2: ConvTranspose2d::load(&up.pp(3), d / 4, d / 8)?,
+            hypernetworks: (0..n)
+                .map(|i| Mlp::load(&vb.pp("output_hypernetworks_mlps").pp(i), d, d, d / 8, 3))
+                .collect::<Result<Vec<_>, _>>()?,
+            iou_head: Mlp::load(
+                &vb.pp("iou_prediction_head"),
+                d,
+                c.iou_head_hidden_dim,
+                n,
+                c.iou_head_depth,
+            )?,
+            num_mask_tokens: n,
+        })
+    }
+
+    /// Predicts masks from `(1, C, h, w)` image embeddings, their `(1, C, h, w)` position
+    /// encodings and `(B, N, C)` / `(B, C, h, w)` prompt embeddings. Returns `(B, K, 4h, 4w)`
+    /// mask logits and `(B, K)` IoU predictions, with `K` = 3 in multimask mode, else 1.
+    pub fn forward(
+        &self,
+        image_embeddings: &Tensor,
+        image_pe: &Tensor,
+        sparse: &Tensor,
+        dense: &Tensor,
+        multimask_output: bool,
+    ) -> (Tensor, Tensor) {
+        let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense);
+        if multimask_output {
+            (
+                masks.narrow(1, 1, self.num_mask_tokens - 1),
+                iou.narrow(1, 1, self.num_mask_tokens - 1),
+            )
+        } else {
+            (masks.narrow(1, 0, 1), iou.narrow(1, 0, 1))
+        }
+    }
+
+    fn predict_masks(
+        &self,
+        image_embeddings: &Tensor,
+        image_pe: &Tensor,
+        sparse: &Tensor,
+        dense: &Tensor,
+    ) -> (Tensor, Tensor) {
+        let b = sparse.size()[0];
+        let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)
+            .unsqueeze(0)
+            .expand([b, -1, -1], false);
+        let tokens = Tensor::cat(&[&output_tokens, sparse], 1);
+        let src = image_embeddings.repeat_interleave_self_int(b, 0, None) + dense;
+        let pos_src = image_pe.repeat_interleave_self_int(b, 0, None);
+        let (b, c, h, w) = src.size4().expect("src is BCHW");
+        let (hs, src) = self.transformer.forward(&src, &pos_src, &tokens);
+        let iou_token_out = hs.select(1, 0);
+        let mask_tokens_out = hs.narrow(1, 1, self.num_mask_tokens);
+        let src = src.transpose(1, 2).view([b, c, h, w]);
+        let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
+        let up = self.upscale2.forward(&up).gelu("none");
+        let hyper_in = Tensor::stack(
+            &self
+                .hypernetworks
+                .iter()
+                .enumerate()
+                .map(|(i, mlp)| mlp.forward(&mask_tokens_out.select(1, i as i64)))
+                .collect::<Vec<_>>(),
+            1,
+        );
+        let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
+        let masks = hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w]);
+        let iou_pred = self.iou_head.forward(&iou_token_out);
+        (masks, iou_pred)
+    }
+}

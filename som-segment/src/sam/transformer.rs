@@ -1,0 +1,176 @@
+//! The two-way transformer of the mask decoder (`segment_anything/modeling/transformer.py`):
+//! prompt tokens attend to the image and the image attends back to the tokens.
+
+use tch::{Kind, Tensor};
+
+use super::common::{Activation, LayerNorm, Linear, MlpBlock};
+use super::config::TwoWayTransformerConfig;
+use super::weights::Vb;
+use super::SamError;
+
+/// LayerNorm epsilon of the decoder (PyTorch's default).
+const DECODER_LN_EPS: f64 = 1e-5;
+
+/// Attention with separate q/k/v projections and an optional downscaled inner width.
+#[derive(Debug)]
+pub(crate) struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    num_heads: i64,
+}
+
+impl Attention {
+    pub(crate) fn load(vb: &Vb, dim: i64, num_heads: i64, downsample_rate: i64) -> Result<Self, SamError> {
+        let internal = dim / downsample_rate;
+        Ok(Attention {
+            q_proj: Linear::load(&vb.pp("q_proj"), dim, internal, true)?,
+            k_proj: Linear::load(&vb.pp("k_proj"), dim, internal, true)?,
+            v_proj: Linear::load(&vb.pp("v_proj"), dim, internal, true)?,
+            out_proj: Linear::load(&vb.pp("out_proj"), internal, dim, true)?,
+            num_heads,
+        })
+    }
+
+    fn separate_heads(&self, x: &Tensor) -> Tensor {
+        let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
+        x.reshape([b, n, self.num_heads, c / self.num_heads])
+            .transpose(1, 2)
+    }
+
+    fn recombine_heads(x: &Tensor) -> Tensor {
+        let (b, h, n, c) = x.size4().expect("heads are (B, H, N, C)");
+        x.transpose(1, 2).reshape([b, n, h * c])
+    }
+
+    pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+        let q = self.separate_heads(&self.q_proj.forward(q));
+        let k = self.separate_heads(&self.k_proj.forward(k));
+        let v = self.separate_heads(&self.v_proj.forward(v));
+        let c_per_head = q.size()[3];
+        let attn = q.matmul(&k.permute([0, 1, 3, 2]));
+        let attn = attn / (c_per_head as f64).sqrt();
+        let attn = attn.softmax(-1, None::<Kind>);
+        self.out_proj.forward(&Self::recombine_heads(&attn.matmul(&v)))
+    }
+}
+
+/// `TwoWayAttentionBlock`.
+#[derive(Debug)]
+struct TwoWayAttentionBlock {
+    self_attn: Attention,
+    norm1: LayerNorm,
+    cross_attn_token_to_image: Attention,
+    norm2: LayerNorm,
+    mlp: MlpBlock,
+    norm3: LayerNorm,
+    norm4: LayerNorm,
+    cross_attn_image_to_token: Attention,
+    skip_first_layer_pe: bool,
+}
+
+impl TwoWayAttentionBlock {
+    fn load(vb: &Vb, c: &TwoWayTransformerConfig, skip_first_layer_pe: bool) -> Result<Self, SamError> {
+        let d = c.embedding_dim;
+        Ok(TwoWayAttentionBlock {
+            self_attn: Attention::load(&vb.pp("self_attn"), d, c.num_heads, 1)?,
+            norm1: LayerNorm::load(&vb.pp("norm1"), d, DECODER_LN_EPS)?,
+            cross_attn_token_to_image: Attention::load(
+                &vb.pp("cross_attn_token_to_image"),
+                d,
+                c.num_heads,
+                c.attention_downsample_rate,
+            )?,
+            norm2: LayerNorm::load(&vb.pp("norm2"), d, DECODER_LN_EPS)?,
+            mlp: MlpBlock::load(&vb.pp("mlp"), d, c.mlp_dim, Activation::Relu)?,
+            norm3: LayerNorm::load(&vb.pp("norm3"), d, DECODER_LN_EPS)?,
+            norm4: LayerNorm::load(&vb.pp("norm4"), d, DECODER_LN_EPS)?,
+            cross_attn_image_to_token: Attention::load(
+                &vb.pp("cross_attn_image_to_token"),
+                d,
+                c.num_heads,
+                c.attention_downsample_rate,
+            )?,
+            skip_first_layer_pe,
+        })
+    }
+
+    fn forward(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        query_pe: &Tensor,
+        key_pe: &Tensor,
+    ) -> (Tensor, Tensor) {
+        let queries = if self.skip_first_layer_pe {
+            self.self_attn.forward(queries, queries, queries)
+        } else {
+            let q = queries + query_pe;
+            queries + self.self_attn.forward(&q, &q, queries)
+        };
+        let queries = self.norm1.forward(&queries);
+
+        let q = &queries + query_pe;
+        let k = keys + key_pe;
+        let queries = &queries + self.cross_attn_token_to_image.forward(&q, &k, keys);
+        let queries = self.norm2.forward(&queries);
+
+        let queries = &queries + self.mlp.forward(&queries);
+        let queries = self.norm3.forward(&queries);
+
+        let q = &queries + query_pe;
+        let k = keys + key_pe;
+        let keys = keys + self.cross_attn_image_to_token.forward(&k, &q, &queries);
+        let keys = self.norm4.forward(&keys);
+        (queries, keys)
+    }
+}
+
+/// `TwoWayTransformer`.
+#[derive(Debug)]
+pub struct TwoWayTransformer {
+    layers: Vec<TwoWayAttentionBlock>,
+    final_attn_token_to_image: Attention,
+    norm_final_attn: LayerNorm,
+}
+
+impl TwoWayTransformer {
+    pub(crate) fn load(vb: &Vb, c: &TwoWayTransformerConfig) -> Result<Self, SamError> {
+        let layers = (0..c.depth)
+            .map(|i| TwoWayAttentionBlock::load(&vb.pp("layers").pp(i), c, i == 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TwoWayTransformer {
+            layers,
+            final_attn_token_to_image: Attention::load(
+                &vb.pp("final_attn_token_to_image"),
+                c.embedding_dim,
+                c.num_heads,
+                c.attention_downsample_rate,
+            )?,
+            norm_final_attn: LayerNorm::load(&vb.pp("norm_final_attn"), c.embedding_dim, DECODER_LN_EPS)?,
+        })
+    }
+
+    /// Runs the transformer on `(B, C, h, w)` image embeddings with their position encodings
+    /// and `(B, N, C)` prompt tokens; returns the processed tokens and image keys `(B, hw, C)`.
+    pub fn forward(
+        &self,
+        image_embedding: &Tensor,
+        image_pe: &Tensor,
+        point_embedding: &Tensor,
+    ) -> (Tensor, Tensor) {
+        let image_embedding = image_embedding.flatten(2, -1).permute([0, 2, 1]);
+        let image_pe = image_pe.flatten(2, -1).permute([0, 2, 1]);
+        let mut queries = point_embedding.shallow_clone();
+        let mut keys = image_embedding;
+        for layer in &self.layers {
+            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe);
+        }
+        let q = &queries + point_embedding;
+        let k = &keys + &image_pe;
+        let attn_out = self.final_attn_token_to_image.forward(&q, &k, &keys);
+        let queries = self.norm_final_attn.forward(&(queries + attn_out));
+        (queries, keys)
+    }
+}
