@@ -197,6 +197,93 @@ pub fn extract_labels(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
     scan(answer, kinds)
 }
 
+/// One line of an answer with the marks it cites: the shape of labelling
+/// answers (`[3] cup`) and phrase grounding answers (`a red cup: [3][4]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineMarks {
+    /// The line's index in the answer (0-based).
+    pub line: usize,
+    /// The line without its bracketed citations and leading or trailing
+    /// punctuation: the name (labelling) or the phrase (grounding).
+    pub text: String,
+    /// The marks the line cites.
+    pub marks: ParsedMarks,
+}
+
+/// Splits an answer into lines and reads the marks each cites; lines that
+/// cite nothing are left out.
+///
+/// ```
+/// use image::RgbImage;
+/// use som_core::{BBox, ImageSize, Mark, MarkedImage, Point, Region, Segmentation};
+/// use som_lmm::parse_lines;
+/// let regions = (0..3).map(|i| Region::from_box(i, BBox::new(0, 0, 1, 1))).collect();
+/// let seg = Segmentation::new(ImageSize::new(4, 4), regions)?;
+/// let marks = (0..3).map(|i| Mark::new(i + 1, (i + 1).to_string(), Point::new(0, 0), i as usize, BBox::new(0, 0, 1, 1))).collect();
+/// let marked = MarkedImage::new(RgbImage::new(4, 4), marks, seg)?;
+///
+/// let lines = parse_lines("Here you go:\n[1] cup\n[2] table\n- a saucer: [3]", &marked);
+/// let pairs: Vec<(String, Vec<u32>)> = lines.into_iter().map(|l| (l.text, l.marks.marks.iter().map(|m| m.id).collect())).collect();
+/// assert_eq!(pairs, [("cup".to_string(), vec![1]), ("table".into(), vec![2]), ("a saucer".into(), vec![3])]);
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+pub fn parse_lines(answer: &str, marked: &MarkedImage) -> Vec<LineMarks> {
+    let kinds = LabelKinds::of(marked);
+    let mut out = Vec::new();
+    for (index, line) in answer.lines().enumerate() {
+        let tokens = scan(line, kinds);
+        if tokens.is_empty() {
+            continue;
+        }
+        let marks = resolve(&tokens, marked);
+        out.push(LineMarks {
+            line: index,
+            text: strip_citations(line, &tokens),
+            marks,
+        });
+    }
+    out
+}
+
+/// `line` without the bracket groups (or bare labels) the tokens came from.
+fn strip_citations(line: &str, tokens: &[LabelToken]) -> String {
+    let bytes = line.as_bytes();
+    let mut cut: Vec<Range<usize>> = Vec::new();
+    for t in tokens {
+        let (mut a, mut b) = (t.span.start.min(line.len()), t.span.end.min(line.len()));
+        if let Some(open) = line[..a].rfind(['[', '(', '【']) {
+            if !line[open..a].contains([']', ')', '】']) {
+                if let Some(close) = line[b..].find([']', ')', '】']) {
+                    a = open;
+                    b = b + close + line[b + close..].chars().next().map_or(1, char::len_utf8);
+                }
+            }
+        }
+        if a > 0 && bytes[a - 1] == b'#' {
+            a -= 1;
+        }
+        cut.push(a..b);
+    }
+    cut.sort_by_key(|r| r.start);
+    let mut text = String::new();
+    let mut pos = 0;
+    for r in cut {
+        if r.start > pos {
+            text.push_str(&line[pos..r.start]);
+        }
+        pos = pos.max(r.end);
+    }
+    if pos < line.len() {
+        text.push_str(&line[pos..]);
+    }
+    let junk =
+        |c: char| c.is_whitespace() || matches!(c, ':' | '-' | '–' | '—' | '*' | '.' | ',' | ';' | '=' | '>');
+    text.trim_matches(junk)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 // ---------------------------------------------------------------- JSON
 
 /// Labels from the first JSON object in the answer that has a mark key.
@@ -846,6 +933,21 @@ mod tests {
         let toks = extract_labels(s, NUM);
         assert_eq!(&s[toks[0].span.clone()], "12");
         assert_eq!(&s[toks[1].span.clone()], "7");
+    }
+
+    #[test]
+    fn citations_are_stripped_from_lines() {
+        let toks = |s: &str| scan(s, NUM);
+        for (line, want) in [
+            ("[1] cup", "cup"),
+            ("- a red cup: [3][4]", "a red cup"),
+            ("**[2]** table.", "table"),
+            ("saucer (mark 5)", "saucer"),
+            ("the lid is mark 6", "the lid is mark"),
+            ("#7 => lid", "lid"),
+        ] {
+            assert_eq!(strip_citations(line, &toks(line)), want, "{line:?}");
+        }
     }
 
     #[test]

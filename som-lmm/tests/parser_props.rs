@@ -38,6 +38,20 @@ proptest! {
         }
     }
 
+    /// Line-by-line reading never panics and only returns existing marks.
+    #[test]
+    fn lines_never_panic(s in any::<String>(), t in "[\\[\\]\\(\\)0-9a-z \n:#\\-]{0,60}") {
+        let marked = numbered();
+        for text in [&s, &t] {
+            for line in som_lmm::parse_lines(text, &marked) {
+                for m in &line.marks.marks {
+                    prop_assert!(marked.mark_by_id(m.id).is_some());
+                }
+                prop_assert!(!line.text.contains('\n'));
+            }
+        }
+    }
+
     /// Strings made of the characters answers are made of.
     #[test]
     fn never_panics_on_answer_like_text(s in "[\\[\\]\\(\\)0-9a-z ,;#:{}\"\\-–]{0,40}") {
