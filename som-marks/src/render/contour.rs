@@ -1,5 +1,5 @@
 //! Region outlines: marching squares on the mask crop, linked into closed
-//! polylines and stroked with anti-aliasing by `tiny-skia`.
+//! polylines and stroked with analytic anti-aliasing.
 //!
 //! Samples sit at pixel centres; a contour vertex is the midpoint of a sample
 //! edge that crosses the boundary, i.e. the middle of a pixel side. Staircase
@@ -8,7 +8,6 @@
 //! 4-connected). Collinear runs are merged before stroking.
 
 use som_core::{BBox, Mask};
-use tiny_skia::{FillRule, LineCap, LineJoin, PathBuilder, Stroke, Transform};
 
 /// An anti-aliased coverage crop: `coverage` holds `width` × `height` bytes
 /// whose top-left pixel is at (`x`, `y`) in image coordinates (may be
@@ -67,11 +66,16 @@ pub(crate) fn boundary_loops(mask: &Mask) -> Vec<Vec<(f32, f32)>> {
         }
         let mut cx = 0usize;
         while cx <= bw {
-            // fast skip over cells whose four samples agree
-            if cx >= 1 && cx < bw {
-                let (t0, t1, b0, b1) = (top[cx - 1] != 0, top[cx] != 0, bot[cx - 1] != 0, bot[cx] != 0);
-                if t0 == t1 && b0 == b1 && t0 == b0 {
-                    cx += 1;
+            // cells cx..cx+8 read crop columns cx-1..=cx+7: skip them when those
+            // nine columns are all inside or all outside in both rows
+            if cx >= 1 && cx + 8 <= bw {
+                let t0 = word(top, cx - 1);
+                if (t0 == 0 || t0 == ONES)
+                    && word(bot, cx - 1) == t0
+                    && word(top, cx) == t0
+                    && word(bot, cx) == t0
+                {
+                    cx += 8;
                     continue;
                 }
             }
@@ -81,6 +85,17 @@ pub(crate) fn boundary_loops(mask: &Mask) -> Vec<Vec<(f32, f32)>> {
     }
     link(segs, gw, b)
 }
+
+/// Eight mask bytes (0/1 each) starting at `i`, as one word.
+#[inline]
+fn word(row: &[u8], i: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&row[i..i + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Eight inside bytes.
+const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Adds the segments of cell (`cx`, `cy`) (samples cx..=cx+1, cy..=cy+1).
 fn cell(cx: usize, cy: usize, gw: usize, inside: &impl Fn(usize, usize) -> bool, segs: &mut Vec<(u32, u32)>) {
@@ -189,43 +204,74 @@ fn push_merged(pts: &mut Vec<(f32, f32)>, p: (f32, f32)) {
 
 /// The anti-aliased coverage of `mask`'s outline stroked `width` pixels wide
 /// (centred on the boundary), or `None` when the mask is empty.
+///
+/// Each polyline segment is drawn as a capsule (a segment with round ends)
+/// whose pixel coverage is the analytic box-filter estimate
+/// `clamp(width / 2 + 0.5 − d, 0, 1)` at distance `d` from the segment;
+/// segments combine by maximum, so joins are round and never darker than the
+/// line.
 pub(crate) fn outline_coverage(mask: &Mask, width: f32) -> Option<Coverage> {
     let loops = boundary_loops(mask);
-    if loops.is_empty() {
+    if loops.is_empty() || width.is_nan() || width <= 0.0 {
         return None;
     }
     let b = mask.bbox();
-    let pad = (width / 2.0).ceil() as i64 + 2;
+    let half = width / 2.0;
+    let pad = (half + 0.5).ceil() as i64 + 1;
     let ox = i64::from(b.x) - pad;
     let oy = i64::from(b.y) - pad;
-    let cw = b.width as i64 + 2 * pad;
-    let ch = b.height as i64 + 2 * pad;
-    let mut pb = PathBuilder::new();
+    let cw = b.width as usize + 2 * pad as usize;
+    let ch = b.height as usize + 2 * pad as usize;
+    let mut cov = vec![0u8; cw * ch];
     for l in &loops {
-        let (x, y) = l[0];
-        pb.move_to((x as f64 - ox as f64) as f32, (y as f64 - oy as f64) as f32);
-        for &(x, y) in &l[1..] {
-            pb.line_to((x as f64 - ox as f64) as f32, (y as f64 - oy as f64) as f32);
+        for (i, &p) in l.iter().enumerate() {
+            let q = l[(i + 1) % l.len()];
+            let a = (
+                (f64::from(p.0) - ox as f64) as f32,
+                (f64::from(p.1) - oy as f64) as f32,
+            );
+            let e = (
+                (f64::from(q.0) - ox as f64) as f32,
+                (f64::from(q.1) - oy as f64) as f32,
+            );
+            capsule(&mut cov, cw, ch, a, e, half);
         }
-        pb.close();
     }
-    let path = pb.finish()?;
-    let stroke = Stroke {
-        width,
-        line_cap: LineCap::Round,
-        line_join: LineJoin::Round,
-        ..Stroke::default()
-    };
-    let outline = path.stroke(&stroke, 1.0)?;
-    let mut m = tiny_skia::Mask::new(u32::try_from(cw).ok()?, u32::try_from(ch).ok()?)?;
-    m.fill_path(&outline, FillRule::Winding, true, Transform::identity());
     Some(Coverage {
         x: ox,
         y: oy,
         width: cw as u32,
         height: ch as u32,
-        coverage: m.data().to_vec(),
+        coverage: cov,
     })
+}
+
+/// Max-blends into `cov` (`cw` × `ch`) the coverage of the capsule of radius
+/// `half` around the segment `a`–`b` (crop coordinates, pixel centres at +0.5).
+fn capsule(cov: &mut [u8], cw: usize, ch: usize, a: (f32, f32), b: (f32, f32), half: f32) {
+    let reach = half + 0.5;
+    let peak = (2.0 * half).min(1.0); // lines thinner than a pixel never cover one fully
+    let x0 = (a.0.min(b.0) - reach).floor().max(0.0) as usize;
+    let y0 = (a.1.min(b.1) - reach).floor().max(0.0) as usize;
+    let x1 = ((a.0.max(b.0) + reach).ceil().max(0.0) as usize).min(cw);
+    let y1 = ((a.1.max(b.1) + reach).ceil().max(0.0) as usize).min(ch);
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let inv = if len2 > 0.0 { 1.0 / len2 } else { 0.0 };
+    for y in y0..y1 {
+        let py = y as f32 + 0.5 - a.1;
+        let row = &mut cov[y * cw..(y + 1) * cw];
+        for (x, out) in row.iter_mut().enumerate().take(x1).skip(x0) {
+            let px = x as f32 + 0.5 - a.0;
+            let t = ((px * dx + py * dy) * inv).clamp(0.0, 1.0);
+            let (ex, ey) = (px - t * dx, py - t * dy);
+            let c = (reach - (ex * ex + ey * ey).sqrt()).clamp(0.0, peak);
+            let v = (c * 255.0 + 0.5) as u8;
+            if v > *out {
+                *out = v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -524,20 +524,34 @@ fn paint_bands(canvas: &mut RgbImage, tints: &[(&Mask, [u8; 3])], a: u32, outlin
                     continue;
                 }
                 let (cx0, cx1) = (clip.x as usize, clip.right() as usize);
+                let skip = (cx0 as i64 - cov.x) as usize;
                 for y in cy0.max(y0)..cy1.min(y1) {
-                    let cov_row = (y as i64 - cov.y) as usize * cov.width as usize;
-                    let row = &mut band[(y - y0) * w * 3..][..w * 3];
-                    for x in cx0..cx1 {
-                        let c = cov.coverage[cov_row + (x as i64 - cov.x) as usize];
-                        if c != 0 {
-                            let px = &mut row[x * 3..x * 3 + 3];
-                            let out = blend([px[0], px[1], px[2]], *colour, palette::coverage_256(c));
-                            px.copy_from_slice(&out);
-                        }
-                    }
+                    let start = (y as i64 - cov.y) as usize * cov.width as usize + skip;
+                    let src = &cov.coverage[start..start + (cx1 - cx0)];
+                    let row = &mut band[((y - y0) * w + cx0) * 3..((y - y0) * w + cx1) * 3];
+                    composite_row(row, src, *colour);
                 }
             }
         });
+}
+
+/// Blends `colour` into the RGB `row` by the coverage bytes `src` (one per
+/// pixel), skipping uncovered stretches eight pixels at a time.
+fn composite_row(row: &mut [u8], src: &[u8], colour: [u8; 3]) {
+    let mut x = 0;
+    while x < src.len() {
+        if x + 8 <= src.len() && src[x..x + 8] == [0u8; 8] {
+            x += 8;
+            continue;
+        }
+        let c = src[x];
+        if c != 0 {
+            let px = &mut row[x * 3..x * 3 + 3];
+            let out = blend([px[0], px[1], px[2]], colour, palette::coverage_256(c));
+            px.copy_from_slice(&out);
+        }
+        x += 1;
+    }
 }
 
 /// Draws the outline of `bbox` (clipped to the canvas) `t` pixels wide,
