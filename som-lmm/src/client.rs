@@ -324,7 +324,10 @@ impl LmmClient {
             .clone()
             .or_else(|| config.key_env.and_then(ApiKey::from_env))
             .or_else(|| match config.provider {
-                Provider::Gemini if config.api_key.is_none() => ApiKey::from_env("GOOGLE_API_KEY"),
+                // Google's own SDKs also read GOOGLE_API_KEY.
+                Provider::Gemini if config.key_env == Provider::Gemini.key_env() => {
+                    ApiKey::from_env("GOOGLE_API_KEY")
+                }
                 _ => None,
             });
         let base_url = config
@@ -647,7 +650,17 @@ impl GroundingModel for LmmClient {
 /// ```
 pub struct BlockingClient {
     client: LmmClient,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        // A plain drop would panic inside an async context; this never blocks.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for BlockingClient {
@@ -669,7 +682,10 @@ impl BlockingClient {
             .enable_all()
             .build()
             .map_err(|e| LmmError::Config(format!("cannot start the async runtime: {e}")))?;
-        Ok(Self { client, runtime })
+        Ok(Self {
+            client,
+            runtime: Some(runtime),
+        })
     }
 
     /// The async client inside.
@@ -677,12 +693,21 @@ impl BlockingClient {
         &self.client
     }
 
-    /// Asks and waits for the answer. Do not call from inside an async runtime.
+    /// Asks and waits for the answer.
     ///
     /// # Errors
-    /// As [`LmmClient::ask`].
+    /// As [`LmmClient::ask`]; [`LmmError::Config`] when called from inside an
+    /// async runtime (which cannot block).
     pub fn ask(&self, request: &GroundingRequest<'_>) -> Result<GroundingAnswer, LmmError> {
-        self.runtime.block_on(self.client.ask(request))
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(LmmError::Config(
+                "BlockingClient::ask was called inside an async runtime; use LmmClient::ask there".into(),
+            ));
+        }
+        match &self.runtime {
+            Some(rt) => rt.block_on(self.client.ask(request)),
+            None => Err(LmmError::Config("the blocking client has shut down".into())),
+        }
     }
 }
 

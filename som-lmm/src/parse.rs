@@ -465,9 +465,10 @@ fn whole_answer_list(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>>
 
 // ---------------------------------------------------------------- scanning
 
-const KEYWORDS: [&str; 12] = [
-    "marks", "mark", "labels", "label", "regions", "region", "numbers", "number", "click", "tap", "select",
-    "ids",
+/// Words after which a label list is read (`mark 3`, `click 12`). Words that
+/// often precede plain counts in prose ("select 3 items") are left out.
+const KEYWORDS: [&str; 11] = [
+    "marks", "mark", "labels", "label", "regions", "region", "numbers", "number", "click", "tap", "ids",
 ];
 
 fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
@@ -893,6 +894,7 @@ mod tests {
         check("marks and 3", NUM, &[]);
         check("object #7 is red", NUM, &["7"]);
         check("marker 3", NUM, &[]);
+        check("select 3 items", NUM, &[]);
     }
 
     #[test]
