@@ -1,0 +1,364 @@
+//! `som mark` end to end: the reference photos with the reference regions, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("fixtures").join(rel)
+}
+
+fn som(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_som"))
+        .args(args)
+        .output()
+        .expect("run som")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("som-cli-mark-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The command fails with exit status 1 and exactly one line on stderr that mentions `needle`.
+fn assert_fails(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded; stderr: {err}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("som: error: "), "{err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{err:?} does not mention {needle:?}"
+    );
+}
+
+const PHOTOS: &[(&str, &str)] = &[
+    ("astronaut.png", "felz_astronaut"),
+    ("camera.png", "felz_camera"),
+    ("chelsea.png", "felz_chelsea"),
+    ("coffee.png", "felz_coffee"),
+    ("rocket.jpg", "felz_rocket"),
+];
+
+/// Every photo with its reference felzenszwalb regions: a marked PNG and a
+/// marks JSON whose regions carry the input masks unchanged (the same
+/// pycocotools strings), every label box inside the image, overlaps flagged
+/// on under 2% of marks.
+#[test]
+fn marks_every_reference_photo() {
+    let dir = tmp("photos");
+    for (photo, set) in PHOTOS {
+        let out_png = dir.join(format!("{set}.png"));
+        let out_json = dir.join(format!("{set}.json"));
+        let regions = fixture(&format!("masks/{set}.json"));
+        let out = som(&[
+            "mark",
+            s(&fixture(&format!("images/{photo}"))),
+            "--regions",
+            s(&regions),
+            "-o",
+            s(&out_png),
+            "--json",
+            s(&out_json),
+            "--timings",
+        ]);
+        assert!(
+            out.status.success(),
+            "{photo}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stages: Vec<String> = stderr
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["stage"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        for want in ["decode", "segment", "allocate", "render", "encode"] {
+            assert!(
+                stages.iter().any(|s| s == want),
+                "{photo}: no {want} timing in {stderr}"
+            );
+        }
+
+        let img = image::open(&out_png).unwrap();
+        let input: Value = serde_json::from_str(&std::fs::read_to_string(&regions).unwrap()).unwrap();
+        let (w, h) = (
+            input["image"]["width"].as_u64().unwrap(),
+            input["image"]["height"].as_u64().unwrap(),
+        );
+        assert_eq!((img.width() as u64, img.height() as u64), (w, h));
+
+        let marks: Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+        let marks = marks["marks"].as_array().unwrap();
+        let in_regions = input["regions"].as_array().unwrap();
+        assert_eq!(marks.len(), in_regions.len(), "{photo}");
+        let mut flagged = 0;
+        for m in marks {
+            let r = &m["region"];
+            let id = r["id"].as_u64().unwrap() as usize;
+            assert_eq!(
+                r["segmentation"]["counts"], in_regions[id]["segmentation"]["counts"],
+                "{photo}: region {id} mask changed"
+            );
+            let b: Vec<u64> = m["label_box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert!(
+                b[0] + b[2] <= w && b[1] + b[3] <= h,
+                "{photo}: label box {b:?} leaves the image"
+            );
+            if m.get("overlaps").is_some() {
+                flagged += 1;
+            }
+        }
+        assert!(
+            (flagged as f64) < 0.02 * marks.len() as f64,
+            "{photo}: {flagged} of {} marks overlap",
+            marks.len()
+        );
+    }
+}
+
+#[test]
+fn independent_mode_and_letters() {
+    let dir = tmp("independent");
+    let json = dir.join("m.json");
+    let out = som(&[
+        "mark",
+        s(&fixture("images/chelsea.png")),
+        "--regions",
+        s(&fixture("masks/felz_chelsea.json")),
+        "--allocation",
+        "independent",
+        "--labels",
+        "letter",
+        "--draw",
+        "mark,box",
+        "-o",
+        s(&dir.join("m.jpg")),
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let marks: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(marks["marks"][0]["text"], "a");
+    assert_eq!(marks["marks"][26]["text"], "aa");
+    assert!(image::open(dir.join("m.jpg")).is_ok());
+}
+
+#[test]
+fn output_is_deterministic() {
+    let dir = tmp("determinism");
+    let run = |n: &str| {
+        let png = dir.join(format!("{n}.png"));
+        let json = dir.join(format!("{n}.json"));
+        let out = som(&[
+            "mark",
+            s(&fixture("images/coffee.png")),
+            "--regions",
+            s(&fixture("masks/felz_coffee.json")),
+            "-o",
+            s(&png),
+            "--json",
+            s(&json),
+        ]);
+        assert!(out.status.success());
+        (std::fs::read(png).unwrap(), std::fs::read(json).unwrap())
+    };
+    assert_eq!(run("a"), run("b"));
+}
+
+#[test]
+fn regions_of_the_wrong_size_are_refused() {
+    // The chelsea regions (451x300) on the coffee photo (600x400).
+    let out = som(&[
+        "mark",
+        s(&fixture("images/coffee.png")),
+        "--regions",
+        s(&fixture("masks/felz_chelsea.json")),
+    ]);
+    assert_fails(&out, "600x400");
+}
+
+#[test]
+fn empty_masks_are_refused() {
+    let dir = tmp("empty");
+    let regions = dir.join("r.json");
+    std::fs::write(
+        &regions,
+        r#"{"image": {"width": 451, "height": 300}, "regions": [
+            {"id": 1, "segmentation": {"size": [300, 451], "counts": [135300]}}]}"#,
+    )
+    .unwrap();
+    let out = som(&[
+        "mark",
+        s(&fixture("images/chelsea.png")),
+        "--regions",
+        s(&regions),
+        "-o",
+        s(&dir.join("o.png")),
+    ]);
+    assert_fails(&out, "region 1");
+    assert!(!dir.join("o.png").exists());
+}
+
+#[test]
+fn five_thousand_regions_are_marked() {
+    let dir = tmp("many");
+    let regions = dir.join("r.json");
+    // 5,000 box regions of 6x4 pixels on a 600x400 image (a 100x100 grid, then half of it).
+    let mut items = Vec::new();
+    for i in 0..5000u32 {
+        let (x, y) = ((i % 100) * 6, (i / 100) * 4);
+        items.push(format!(r#"{{"id": {i}, "bbox": [{x}, {y}, 6, 4]}}"#));
+    }
+    std::fs::write(
+        &regions,
+        format!(
+            r#"{{"image": {{"width": 600, "height": 400}}, "regions": [{}]}}"#,
+            items.join(",")
+        ),
+    )
+    .unwrap();
+    let json = dir.join("m.json");
+    let out = som(&[
+        "mark",
+        s(&fixture("images/coffee.png")),
+        "--regions",
+        s(&regions),
+        "-o",
+        s(&dir.join("o.png")),
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let marks: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(marks["marks"].as_array().unwrap().len(), 5000);
+    // No room for 5,000 labels apart: the overlaps must be flagged, not hidden.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("5000 marks"), "{stdout}");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = tmp("bad");
+    let not_json = dir.join("regions.json");
+    std::fs::write(&not_json, "this is not json").unwrap();
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&fixture("images/chelsea.png")),
+            "--regions",
+            s(&not_json),
+        ]),
+        "not valid JSON",
+    );
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&dir.join("missing.png")),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+        ]),
+        "missing.png",
+    );
+    let png = std::fs::read(fixture("images/chelsea.png")).unwrap();
+    let truncated = dir.join("truncated.png");
+    std::fs::write(&truncated, &png[..png.len() / 3]).unwrap();
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&truncated),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+        ]),
+        "truncated.png",
+    );
+    let garbage = dir.join("garbage.png");
+    std::fs::write(&garbage, b"GIF89a not really").unwrap();
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&garbage),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+        ]),
+        "garbage.png",
+    );
+    // A PNG header that claims 100000 x 100000 pixels.
+    let mut huge = png[..33].to_vec();
+    huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let huge_path = dir.join("huge.png");
+    std::fs::write(&huge_path, &huge).unwrap();
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&huge_path),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+        ]),
+        "huge.png",
+    );
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&fixture("images/chelsea.png")),
+            "--regions",
+            s(&dir.join("nope.json")),
+        ]),
+        "nope.json",
+    );
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&fixture("images/chelsea.png")),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+            "--alpha",
+            "3",
+        ]),
+        "--alpha",
+    );
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&fixture("images/chelsea.png")),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+            "--draw",
+            "mark,sparkles",
+        ]),
+        "sparkles",
+    );
+    assert_fails(
+        &som(&[
+            "mark",
+            s(&fixture("images/chelsea.png")),
+            "--regions",
+            s(&fixture("masks/felz_chelsea.json")),
+            "-o",
+            s(&dir.join("x.gif")),
+        ]),
+        "extension",
+    );
+}
