@@ -23,7 +23,9 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use som_core::json::{region_to_value, ImageInfo};
-use som_core::{GroundingAnswer, ImageSize, LabelScheme, MarkAllocator, MarkRenderer, MarkedImage};
+use som_core::{
+    GroundingAnswer, ImageSize, LabelScheme, MarkAllocator, MarkRenderer, MarkedImage, StageTiming,
+};
 use som_lmm::{BlockingClient, ClientConfig, LmmError, PromptTemplates, Provider, RetryPolicy, Task};
 use som_marks::{Allocator, AllocatorConfig, Draw, RenderConfig, Renderer};
 
@@ -135,6 +137,9 @@ pub struct AskArgs {
     /// Do not ask for structured (JSON schema) output; parse the plain text answer.
     #[arg(long)]
     pub no_structured: bool,
+    /// Print one JSON line per stage with its time to stderr (decode, segment, allocate, render, ask).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Runs `som ask`.
@@ -192,9 +197,14 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
     };
     let task = task_of(&args)?;
 
-    let image = som_core::io::load_image(&args.image)?;
+    let mut timings = Vec::new();
+    let (image, t) = StageTiming::measure("decode", || som_core::io::load_image(&args.image));
+    timings.push(t);
+    let image = image?;
     let size = ImageSize::new(image.width(), image.height());
-    let segmentation = args.segmenter.segment(&image)?;
+    let (segmentation, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
+    timings.push(t);
+    let segmentation = segmentation?;
     if segmentation.is_empty() {
         bail!("no regions to mark in {}", args.image.display());
     }
@@ -210,8 +220,14 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         draw,
         ..RenderConfig::default()
     });
-    let marks = allocator.allocate(&segmentation, &renderer)?;
-    let rendered = renderer.render(&image.to_rgb8(), &segmentation, &marks)?;
+    let (marks, t) = StageTiming::measure("allocate", || allocator.allocate(&segmentation, &renderer));
+    timings.push(t);
+    let marks = marks?;
+    let (rendered, t) = StageTiming::measure("render", || {
+        renderer.render(&image.to_rgb8(), &segmentation, &marks)
+    });
+    timings.push(t);
+    let rendered = rendered?;
     let marked = MarkedImage::new(rendered, marks, segmentation)?;
     if let Some(out) = &args.output {
         write_file(out, &encode_image(&marked.image, out)?)?;
@@ -221,7 +237,14 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         Some(task) => templates.request(task, &marked),
         None => som_core::GroundingRequest::new(&marked, args.prompt.clone()),
     };
-    let answer = client.ask(&request)?;
+    let (answer, t) = StageTiming::measure("ask", || client.ask(&request));
+    timings.push(t);
+    if args.timings {
+        for t in &timings {
+            eprintln!("{}", t.to_json_line());
+        }
+    }
+    let answer = answer?;
 
     print_answer(&answer, &marked);
     if let Some(path) = &args.json {

@@ -195,6 +195,7 @@ fn ask_with_a_raw_prompt_and_letters_parses_plain_text() {
             "--labels",
             "letter",
             "--no-structured",
+            "--timings",
             "--base-url",
             &server.url(),
             "--regions",
@@ -204,11 +205,18 @@ fn ask_with_a_raw_prompt_and_letters_parses_plain_text() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let stages: Vec<String> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("a timing line")["stage"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(stages, ["decode", "segment", "allocate", "render", "ask"]);
     let body = server.requests()[0].json().unwrap();
     assert_eq!(
         body["messages"][0]["role"], "user",
