@@ -43,8 +43,8 @@
 
 mod error;
 mod geometry;
-pub mod io;
 mod grounding;
+pub mod io;
 pub mod json;
 mod mark;
 mod marked;
