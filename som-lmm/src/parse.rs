@@ -465,11 +465,57 @@ fn whole_answer_list(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>>
 
 // ---------------------------------------------------------------- scanning
 
-/// Words after which a label list is read (`mark 3`, `click 12`). Words that
-/// often precede plain counts in prose ("select 3 items") are left out.
-const KEYWORDS: [&str; 11] = [
+/// Words after which a label list is read (`mark 3`, `click 12`,
+/// `labeled as 5`). Words that often precede plain counts in prose
+/// ("select 3 items") are left out.
+const KEYWORDS: [&str; 16] = [
     "marks", "mark", "labels", "label", "regions", "region", "numbers", "number", "click", "tap", "ids",
+    "marked", "labeled", "labelled", "tagged", "numbered",
 ];
+
+/// Keywords that take connector words before the label (`labeled with the number 5`).
+const VERB_KEYWORDS: [&str; 5] = ["marked", "labeled", "labelled", "tagged", "numbered"];
+
+/// Words skipped between a verb keyword and its label.
+const CONNECTORS: [&str; 13] = [
+    "as", "with", "by", "the", "number", "numbers", "mark", "marks", "label", "labels", "letter", "letters",
+    "id",
+];
+
+/// Skips spaces, `:` and connector words from byte `j`.
+fn skip_connectors(s: &str, mut j: usize) -> usize {
+    for _ in 0..6 {
+        j = skip_ws(s, j);
+        let lower = s[j..].to_ascii_lowercase();
+        match CONNECTORS.iter().find(|w| {
+            lower.starts_with(**w)
+                && !lower
+                    .as_bytes()
+                    .get(w.len())
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+        }) {
+            Some(w) => j += w.len(),
+            None => break,
+        }
+    }
+    j + s[j..]
+        .bytes()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b':'))
+        .count()
+}
+
+/// `a` or `an` used as an article at byte `j`: followed by a space and a word
+/// other than `and` / `or` ("labeled as a cup").
+fn is_article(s: &str, j: usize) -> bool {
+    let lower = s[j..].to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("an ").or_else(|| lower.strip_prefix("a ")) else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    rest.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !rest.starts_with("and ")
+        && !rest.starts_with("or ")
+}
 
 fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
     let bytes = answer.as_bytes();
@@ -541,6 +587,13 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
                 if lower[j..].starts_with("on ") {
                     j += 3;
                     j += answer[j..].bytes().take_while(|b| *b == b' ').count();
+                }
+                if VERB_KEYWORDS.contains(kw) {
+                    j = skip_connectors(answer, j);
+                    if is_article(answer, j) {
+                        i = j;
+                        continue;
+                    }
                 }
                 let kk = LabelKinds {
                     numbers: true,
@@ -895,6 +948,15 @@ mod tests {
         check("object #7 is red", NUM, &["7"]);
         check("marker 3", NUM, &[]);
         check("select 3 items", NUM, &[]);
+        check("The man is labeled with the number 5.", NUM, &["5"]);
+        check("It is marked as 12, next to the box", NUM, &["12"]);
+        check("the region labelled 3 and 4", NUM, &["3", "4"]);
+        check("marked as a cup", LET, &[]);
+        check("marked as a.", LET, &["a"]);
+        check("labeled a and b", LET, &["a", "b"]);
+        check("tagged as c", LET, &["c"]);
+        check("marked with the letter d", LET, &["d"]);
+        check("numbered differently", NUM, &[]);
     }
 
     #[test]
