@@ -499,11 +499,7 @@ fn paint_bands(canvas: &mut RgbImage, tints: &[(&Mask, [u8; 3])], a: u32, outlin
                     for y in by0.max(y0)..by1.min(y1) {
                         let src = &crop[(y - by0) * bw..][..bw];
                         let dst = &mut owner[(y - y0) * w + bx..][..bw];
-                        for (o, &v) in dst.iter_mut().zip(src) {
-                            if v != 0 {
-                                *o = k as u32;
-                            }
-                        }
+                        claim_row(dst, src, k as u32);
                     }
                 }
                 for (px, &o) in band.chunks_exact_mut(3).zip(&owner) {
@@ -533,6 +529,34 @@ fn paint_bands(canvas: &mut RgbImage, tints: &[(&Mask, [u8; 3])], a: u32, outlin
                 }
             }
         });
+}
+
+/// Marks the pixels of `dst` whose mask byte in `src` is set as owned by `k`,
+/// eight at a time where the mask is uniform.
+fn claim_row(dst: &mut [u32], src: &[u8], k: u32) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut dst_chunks = dst.chunks_exact_mut(8);
+    let mut src_chunks = src.chunks_exact(8);
+    for (d, s) in (&mut dst_chunks).zip(&mut src_chunks) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(s);
+        match u64::from_le_bytes(b) {
+            0 => {}
+            ONES => d.fill(k),
+            _ => {
+                for (o, &v) in d.iter_mut().zip(s) {
+                    if v != 0 {
+                        *o = k;
+                    }
+                }
+            }
+        }
+    }
+    for (o, &v) in dst_chunks.into_remainder().iter_mut().zip(src_chunks.remainder()) {
+        if v != 0 {
+            *o = k;
+        }
+    }
 }
 
 /// Blends `colour` into the RGB `row` by the coverage bytes `src` (one per
