@@ -579,7 +579,10 @@ fn interpret(incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
     });
     let (text, tokens) = match structured {
         Some(v) => {
-            let text = v.get("answer").and_then(Value::as_str).unwrap_or("").to_string();
+            let text = v
+                .get("answer")
+                .and_then(Value::as_str)
+                .map_or_else(|| incoming.text.clone(), str::to_string);
             let from_json = extract_labels(&v.to_string(), kinds);
             if from_json.is_empty() {
                 let t = extract_labels(&text, kinds);

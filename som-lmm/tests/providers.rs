@@ -545,3 +545,23 @@ fn missing_key_for_public_endpoints_names_the_variable() {
         Err(LmmError::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn anthropic_tool_input_without_answer_keeps_the_text_block() {
+    let body = json!({
+        "id": "msg_3", "type": "message", "role": "assistant", "model": "claude-test-1",
+        "content": [
+            {"type": "text", "text": "It is [2]."},
+            {"type": "tool_use", "id": "tu_2", "name": "som_answer", "input": {"marks": [2, "b"]}}
+        ],
+        "stop_reason": "tool_use"
+    });
+    let server = MockServer::start(vec![MockResponse::json(200, &body)]).unwrap();
+    let m = marked();
+    let c = client(Provider::Anthropic, "claude-test", &server.url());
+    let a = c.ask(&GroundingRequest::new(&m, "q")).await.unwrap();
+    assert_eq!(a.text, "It is [2].");
+    assert_eq!(ids(&a), [2]);
+    assert_eq!(a.unknown, ["b"]);
+    assert!(a.usage.is_none());
+}
