@@ -47,9 +47,12 @@ pub(crate) fn boundary_loops(mask: &Mask) -> Vec<Vec<(f32, f32)>> {
     };
     // directed segments (entering crossing -> leaving crossing), by edge id:
     // horizontal edge (sx,sy)-(sx+1,sy) = 2*(sy*gw+sx), vertical (sx,sy)-(sx,sy+1) = 2*(sy*gw+sx)+1
-    let mut segs: Vec<(u32, u32)> = Vec::new();
+    let mut segs: Vec<Seg> = Vec::new();
+    // segs of cell row cy are segs[row_start[cy]..row_start[cy + 1]], in cell x order
+    let mut row_start: Vec<u32> = Vec::with_capacity(bh + 2);
     let zero_row = vec![0u8; bw];
     for cy in 0..=bh {
+        row_start.push(segs.len() as u32);
         // cells between sample rows cy and cy+1 => crop rows cy-1 and cy
         let top: &[u8] = if cy >= 1 {
             &crop[(cy - 1) * bw..cy * bw]
@@ -83,7 +86,8 @@ pub(crate) fn boundary_loops(mask: &Mask) -> Vec<Vec<(f32, f32)>> {
             cx += 1;
         }
     }
-    link(segs, gw, b)
+    row_start.push(segs.len() as u32);
+    link(&segs, &row_start, gw, bw, b)
 }
 
 /// Eight mask bytes (0/1 each) starting at `i`, as one word.
@@ -97,8 +101,18 @@ fn word(row: &[u8], i: usize) -> u64 {
 /// Eight inside bytes.
 const ONES: u64 = 0x0101_0101_0101_0101;
 
+/// A directed contour segment of cell column `cx`: from the edge where the
+/// boundary enters the cell to the edge where it leaves (edge ids as in
+/// [`boundary_loops`]).
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    cx: u32,
+    from: u32,
+    to: u32,
+}
+
 /// Adds the segments of cell (`cx`, `cy`) (samples cx..=cx+1, cy..=cy+1).
-fn cell(cx: usize, cy: usize, gw: usize, inside: &impl Fn(usize, usize) -> bool, segs: &mut Vec<(u32, u32)>) {
+fn cell(cx: usize, cy: usize, gw: usize, inside: &impl Fn(usize, usize) -> bool, segs: &mut Vec<Seg>) {
     // corners clockwise (y down): a top-left, b top-right, c bottom-right, d bottom-left
     let st = [
         inside(cx, cy),
@@ -133,16 +147,44 @@ fn cell(cx: usize, cy: usize, gw: usize, inside: &impl Fn(usize, usize) -> bool,
         let (e, entering) = crossings[i];
         if entering {
             let (l, _) = crossings[(i + 1) % n];
-            segs.push((e, l));
+            segs.push(Seg {
+                cx: cx as u32,
+                from: e,
+                to: l,
+            });
         }
     }
 }
 
 /// Links directed segments into closed loops and converts edge ids to image
 /// coordinates (merging collinear runs).
-fn link(mut segs: Vec<(u32, u32)>, gw: usize, b: BBox) -> Vec<Vec<(f32, f32)>> {
-    segs.sort_unstable();
+fn link(segs: &[Seg], row_start: &[u32], gw: usize, bw: usize, b: BBox) -> Vec<Vec<(f32, f32)>> {
     let mut used = vec![false; segs.len()];
+    // the segment leaving through edge `e` lies in one of the two cells sharing it
+    let find = |e: u32| -> Option<usize> {
+        let (c, vertical) = ((e / 2) as usize, e % 2 == 1);
+        let (sx, sy) = (c % gw, c / gw);
+        let cands = if vertical {
+            [(sx, sy), (sx.wrapping_sub(1), sy)] // left edge of (sx,sy), right edge of (sx-1,sy)
+        } else {
+            [(sx, sy), (sx, sy.wrapping_sub(1))] // top edge of (sx,sy), bottom edge of (sx,sy-1)
+        };
+        for (cx, cy) in cands {
+            if cx > bw || cy + 1 >= row_start.len() {
+                continue;
+            }
+            let (lo, hi) = (row_start[cy] as usize, row_start[cy + 1] as usize);
+            let row = &segs[lo..hi];
+            let mut i = row.partition_point(|s| (s.cx as usize) < cx);
+            while i < row.len() && row[i].cx as usize == cx {
+                if row[i].from == e {
+                    return Some(lo + i);
+                }
+                i += 1;
+            }
+        }
+        None
+    };
     let point = |e: u32| -> (f32, f32) {
         let (cell, vertical) = ((e / 2) as usize, e % 2 == 1);
         let (sx, sy) = ((cell % gw) as f32, (cell / gw) as f32);
@@ -163,10 +205,9 @@ fn link(mut segs: Vec<(u32, u32)>, gw: usize, b: BBox) -> Vec<Vec<(f32, f32)>> {
         let mut i = start;
         loop {
             used[i] = true;
-            push_merged(&mut pts, point(segs[i].0));
-            let to = segs[i].1;
-            match segs.binary_search_by_key(&to, |s| s.0) {
-                Ok(j) if !used[j] => i = j,
+            push_merged(&mut pts, point(segs[i].from));
+            match find(segs[i].to) {
+                Some(j) if !used[j] => i = j,
                 _ => break,
             }
         }

@@ -560,13 +560,21 @@ fn claim_row(dst: &mut [u32], src: &[u8], k: u32) {
 }
 
 /// Blends `colour` into the RGB `row` by the coverage bytes `src` (one per
-/// pixel), skipping uncovered stretches eight pixels at a time.
+/// pixel), skipping uncovered stretches 32 pixels at a time.
 fn composite_row(row: &mut [u8], src: &[u8], colour: [u8; 3]) {
     let mut x = 0;
     while x < src.len() {
-        if x + 8 <= src.len() && src[x..x + 8] == [0u8; 8] {
-            x += 8;
-            continue;
+        if x + 32 <= src.len() {
+            let mut any = 0u64;
+            for c in src[x..x + 32].chunks_exact(8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                any |= u64::from_le_bytes(b);
+            }
+            if any == 0 {
+                x += 32;
+                continue;
+            }
         }
         let c = src[x];
         if c != 0 {
