@@ -40,8 +40,9 @@ use std::collections::BinaryHeap;
 
 use som_core::{Mask, SomError};
 
-/// The largest crop side the transform accepts (column distances are `u16`).
-pub const MAX_SIDE: usize = u16::MAX as usize - 1;
+/// The largest crop side the transform accepts (column distances are
+/// 16-bit signed integers, which every x86-64 SIMD level can min and max).
+pub const MAX_SIDE: usize = i16::MAX as usize - 1;
 
 /// A binary crop: `width` × `height` pixels, inside or outside, with
 /// everything beyond its edges counted as outside.
@@ -236,6 +237,19 @@ pub struct Rect {
     pub y1: u32,
 }
 
+/// One parabola of a lower envelope: apex column `v`, height `f`, and the
+/// column `zn / zd` where it starts to be the lowest.
+#[derive(Debug, Clone, Copy, Default)]
+struct Parabola {
+    v: i64,
+    f: i64,
+    zn: i64,
+    zd: i64,
+}
+
+/// Lanes of the vectorised column pass.
+const LANES: usize = 16;
+
 /// Byte `b` spread over eight bytes: byte `i` is bit `i` of `b`.
 const SPREAD: [u64; 256] = {
     let mut t = [0u64; 256];
@@ -266,7 +280,7 @@ pub struct Edt {
     height: usize,
     /// Column distances, row-major: distance to the nearest outside pixel in
     /// the same column (0 outside).
-    g: Vec<u16>,
+    g: Vec<i16>,
     /// Per row, an upper bound of its squared distances.
     bound: Vec<u32>,
     /// Rows by descending bound (ties: top first); built on first use.
@@ -274,14 +288,15 @@ pub struct Edt {
     order_ready: bool,
     // Scratch.
     bytes: Vec<u8>,
-    down: Vec<u16>,
-    side: Vec<u16>,
-    env_v: Vec<i64>,
-    env_f: Vec<i64>,
-    env_zn: Vec<i64>,
-    env_zd: Vec<i64>,
+    down: Vec<i16>,
+    side: Vec<i16>,
+    horiz: Vec<i32>,
+    env: Vec<Parabola>,
+    env_len: usize,
     row: Vec<u32>,
     spans: Vec<(u32, u32)>,
+    cands: Vec<(usize, usize)>,
+    row_passes: usize,
 }
 
 impl Edt {
@@ -313,6 +328,7 @@ impl Edt {
         self.width = w;
         self.height = h;
         self.order_ready = false;
+        self.row_passes = 0;
         self.g.clear();
         self.g.resize(w * h, 0);
         self.bound.clear();
@@ -321,10 +337,10 @@ impl Edt {
             return Ok(());
         }
         // Top-down: run length of inside pixels ending at each pixel.
+        // Branch-free so that it vectorises: (above + 1) & (inside ? !0 : 0).
         for y in 0..h {
             let (above, rest) = self.g.split_at_mut(y * w);
             let out = &mut rest[..w];
-            let prev: Option<&[u16]> = if y == 0 { None } else { Some(&above[(y - 1) * w..]) };
             let row: &[u8] = match crop.rows {
                 Rows::Bytes { data, stride, x0 } => &data[y * stride + x0..y * stride + x0 + w],
                 Rows::Bits { words, stride, bit0 } => {
@@ -332,16 +348,14 @@ impl Edt {
                     &self.bytes[..w]
                 }
             };
-            match prev {
-                None => {
-                    for (o, &b) in out.iter_mut().zip(row) {
-                        *o = (b != 0) as u16;
-                    }
+            if y == 0 {
+                for (o, &b) in out.iter_mut().zip(row) {
+                    *o = (b != 0) as i16;
                 }
-                Some(prev) => {
-                    for ((o, &p), &b) in out.iter_mut().zip(&prev[..w]).zip(row) {
-                        *o = if b != 0 { p + 1 } else { 0 };
-                    }
+            } else {
+                let prev = &above[(y - 1) * w..];
+                for ((o, &p), &b) in out.iter_mut().zip(&prev[..w]).zip(row) {
+                    *o = (p + 1) & -((b != 0) as i16);
                 }
             }
         }
@@ -349,12 +363,31 @@ impl Edt {
         self.down.clear();
         self.down.resize(w, 0);
         self.side.clear();
-        self.side.extend((0..w).map(|x| (x + 1).min(w - x) as u16));
+        self.side.extend((0..w).map(|x| (x + 1).min(w - x) as i16));
         for y in (0..h).rev() {
             let row = &mut self.g[y * w..(y + 1) * w];
-            let mut m = 0u16;
-            for ((gv, d), &s) in row.iter_mut().zip(self.down.iter_mut()).zip(&self.side) {
-                let nd = if *gv != 0 { *d + 1 } else { 0 };
+            // Sixteen lanes of running maxima, so the loop vectorises.
+            let mut lanes = [0i16; LANES];
+            let mut gc = row.chunks_exact_mut(LANES);
+            let mut dc = self.down.chunks_exact_mut(LANES);
+            let mut sc = self.side.chunks_exact(LANES);
+            for ((gv, d), s) in (&mut gc).zip(&mut dc).zip(&mut sc) {
+                for k in 0..LANES {
+                    let nd = (d[k] + 1) & -((gv[k] != 0) as i16);
+                    d[k] = nd;
+                    let v = gv[k].min(nd);
+                    gv[k] = v;
+                    lanes[k] = lanes[k].max(v.min(s[k]));
+                }
+            }
+            let mut m = lanes.iter().copied().max().unwrap_or(0);
+            for ((gv, d), &s) in gc
+                .into_remainder()
+                .iter_mut()
+                .zip(dc.into_remainder())
+                .zip(sc.remainder())
+            {
+                let nd = (*d + 1) & -((*gv != 0) as i16);
                 *d = nd;
                 let v = (*gv).min(nd);
                 *gv = v;
@@ -365,10 +398,66 @@ impl Edt {
         Ok(())
     }
 
+    /// The largest `min(g, h)²` over the columns of row `y` in `spans`,
+    /// where `g` is the column distance and `h` the distance to the nearest
+    /// outside pixel (or crop side) in the row — a bound of the row's exact
+    /// squared distances there, tighter than [`Edt::row_bound`]; the runs of
+    /// columns whose `min(g, h)²` beats `floor` go to `self.cands`. `None`
+    /// when there are no such columns.
+    fn refined_bound(&mut self, y: usize, spans: &[(u32, u32)], floor: u32) -> Option<u32> {
+        let w = self.width;
+        let g = &self.g[y * w..(y + 1) * w];
+        self.horiz.clear();
+        self.horiz.resize(w, 0);
+        let mut last = -1i32;
+        for (x, (&gv, hv)) in g.iter().zip(self.horiz.iter_mut()).enumerate() {
+            if gv == 0 {
+                last = x as i32;
+            }
+            *hv = x as i32 - last;
+        }
+        let mut next = w as i32;
+        for (x, (&gv, hv)) in g.iter().zip(self.horiz.iter_mut()).enumerate().rev() {
+            if gv == 0 {
+                next = x as i32;
+            }
+            *hv = (*hv).min(next - x as i32);
+        }
+        let mut m = 0i32;
+        self.cands.clear();
+        for &(a, e) in spans {
+            let (a, e) = (a as usize, e as usize);
+            let mut run: Option<usize> = None;
+            for (x, (&gv, &hv)) in g[a..e].iter().zip(&self.horiz[a..e]).enumerate() {
+                let v = (gv as i32).min(hv);
+                m = m.max(v);
+                let hit = (v * v) as u32 > floor;
+                match (hit, run) {
+                    (true, None) => run = Some(a + x),
+                    (false, Some(r)) => {
+                        self.cands.push((r, a + x));
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = run {
+                self.cands.push((r, e));
+            }
+        }
+        (!self.cands.is_empty()).then_some((m * m) as u32)
+    }
+
+    /// How many row passes (lower envelopes) the searches ran since the last
+    /// [`Edt::compute`]: a measure of how well the row bounds prune.
+    pub fn row_passes(&self) -> usize {
+        self.row_passes
+    }
+
     /// The column distance (to the nearest outside pixel in the same column)
     /// at (`x`, `y`) of the last computed crop.
     pub fn column_distance(&self, x: usize, y: usize) -> u16 {
-        self.g[y * self.width + x]
+        self.g[y * self.width + x] as u16
     }
 
     /// The upper bound of row `y`'s squared distances.
@@ -391,80 +480,85 @@ impl Edt {
 
     /// Builds the lower envelope of row `y` (the parabolas of its inside
     /// pixels plus the two border columns).
-    fn envelope(&mut self, y: usize) {
+    ///
+    /// Only the sources in columns `lo..hi` (and the two border columns) with
+    /// `g² <= max_f` are used: enough for columns whose nearest outside pixel
+    /// lies in that range at a squared distance of at most `max_f`.
+    fn envelope(&mut self, y: usize, lo: usize, hi: usize, max_f: i64) {
+        self.row_passes += 1;
         let w = self.width;
         let g = &self.g[y * w..(y + 1) * w];
-        let (v, f, zn, zd) = (
-            &mut self.env_v,
-            &mut self.env_f,
-            &mut self.env_zn,
-            &mut self.env_zd,
-        );
-        v.clear();
-        f.clear();
-        zn.clear();
-        zd.clear();
-        // Source at column -1 with f = 0; z[0] = -inf (never compared).
-        v.push(-1);
-        f.push(0);
-        zn.push(i64::MIN);
-        zd.push(1);
-        let mut add = |q: i64, fq: i64| loop {
-            let k = v.len() - 1;
-            let (p, fp) = (v[k], f[k]);
-            let n = fq + q * q - fp - p * p;
-            let d = 2 * (q - p);
-            if k > 0 && n * zd[k] <= zn[k] * d {
-                v.pop();
-                f.pop();
-                zn.pop();
-                zd.pop();
-                continue;
-            }
-            v.push(q);
-            f.push(fq);
-            zn.push(n);
-            zd.push(d);
-            break;
+        self.env.clear();
+        self.env.resize(hi - lo + 3, Parabola::default());
+        let e = &mut self.env[..];
+        // Source at column -1 with f = 0; its z (-inf) is never compared.
+        e[0] = Parabola {
+            v: -1,
+            f: 0,
+            zn: i64::MIN,
+            zd: 1,
         };
-        let mut x = 0usize;
-        while x < w {
-            let gv = g[x];
+        let mut top = 0usize;
+        #[inline(always)]
+        fn add(e: &mut [Parabola], top: &mut usize, q: i64, fq: i64) {
+            loop {
+                let p = e[*top];
+                let n = fq + q * q - p.f - p.v * p.v;
+                let d = 2 * (q - p.v);
+                if *top > 0 && n * p.zd <= p.zn * d {
+                    *top -= 1;
+                    continue;
+                }
+                *top += 1;
+                e[*top] = Parabola {
+                    v: q,
+                    f: fq,
+                    zn: n,
+                    zd: d,
+                };
+                return;
+            }
+        }
+        let mut x = lo;
+        while x < hi {
+            let gv = g[x] as i64;
             if gv == 0 {
                 // Only the ends of a run of outside pixels matter.
                 let start = x;
-                while x + 1 < w && g[x + 1] == 0 {
+                while x + 1 < hi && g[x + 1] == 0 {
                     x += 1;
                 }
-                add(start as i64, 0);
+                add(e, &mut top, start as i64, 0);
                 if x != start {
-                    add(x as i64, 0);
+                    add(e, &mut top, x as i64, 0);
                 }
-            } else {
-                add(x as i64, (gv as i64) * (gv as i64));
+            } else if gv * gv <= max_f {
+                add(e, &mut top, x as i64, gv * gv);
             }
             x += 1;
         }
-        add(w as i64, 0);
+        add(e, &mut top, w as i64, 0);
+        self.env_len = top + 1;
     }
 
     /// Evaluates the envelope of the last [`Self::envelope`] (of row `y`) at columns
     /// `x0..x1` into `self.row[x0..x1]`, starting the envelope walk at `*k`.
     fn evaluate(&mut self, y: usize, x0: usize, x1: usize, k: &mut usize) {
-        let (v, f, zn, zd) = (&self.env_v, &self.env_f, &self.env_zn, &self.env_zd);
+        let e = &self.env[..self.env_len];
         let g = &self.g[y * self.width..(y + 1) * self.width];
-        let last = v.len() - 1;
+        let last = e.len() - 1;
         for ((x, &gx), out) in (x0..x1).zip(&g[x0..x1]).zip(&mut self.row[x0..x1]) {
             if gx == 0 {
                 *out = 0;
                 continue;
             }
             let xi = x as i64;
-            while *k < last && zn[*k + 1] < xi * zd[*k + 1] {
+            while *k < last && e[*k + 1].zn < xi * e[*k + 1].zd {
                 *k += 1;
             }
-            let dx = xi - v[*k];
-            *out = (dx * dx + f[*k]) as u32;
+            let p = e[*k];
+            let dx = xi - p.v;
+            *out = (dx * dx + p.f) as u32;
         }
     }
 
@@ -478,7 +572,7 @@ impl Edt {
         self.row.clear();
         self.row.resize(w, 0);
         if self.bound[y] > 0 {
-            self.envelope(y);
+            self.envelope(y, 0, w, i64::MAX);
             let mut k = 0;
             self.evaluate(y, 0, w, &mut k);
         }
@@ -548,31 +642,44 @@ impl Edt {
             }
             // Skip the row pass when no allowed pixel's own bound beats the best.
             let floor = best.map_or(0, |p| p.d2);
-            let g = &self.g[y as usize * self.width..(y as usize + 1) * self.width];
-            let promising = self.spans.iter().any(|&(a, e)| {
-                (a..e).any(|x| {
-                    let s = (x + 1).min(w - x);
-                    let v = g[x as usize].min(s as u16) as u32;
-                    v * v > floor
-                })
-            });
-            if !promising {
+            let spans = std::mem::take(&mut self.spans);
+            let refined = self.refined_bound(y as usize, &spans, floor);
+            let Some(refined) = refined else {
+                self.spans = spans;
                 continue;
-            }
-            self.envelope(y as usize);
+            };
+            // Every candidate's nearest outside pixel is within sqrt(refined)
+            // columns, so each cluster of candidates needs only the sources
+            // that close (and none higher than refined).
+            let r = (refined as f64).sqrt() as usize + 1;
             self.row.clear();
             self.row.resize(self.width, 0);
-            let mut k = 0;
-            let spans = std::mem::take(&mut self.spans);
-            for &(a, e) in &spans {
-                self.evaluate(y as usize, a as usize, e as usize, &mut k);
-                for x in a..e {
-                    let d = self.row[x as usize];
-                    if d > best.map_or(0, |p| p.d2) {
-                        best = Some(Peak { x, y, d2: d });
+            let cands = std::mem::take(&mut self.cands);
+            let mut i = 0;
+            while i < cands.len() {
+                let mut j = i + 1;
+                while j < cands.len() && cands[j].0 <= cands[j - 1].1 + 2 * r {
+                    j += 1;
+                }
+                let (lo, hi) = (cands[i].0.saturating_sub(r), (cands[j - 1].1 + r).min(self.width));
+                self.envelope(y as usize, lo, hi, refined as i64);
+                let mut k = 0;
+                for &(a, e) in &cands[i..j] {
+                    self.evaluate(y as usize, a, e, &mut k);
+                    for x in a..e {
+                        let d = self.row[x];
+                        if d > best.map_or(0, |p| p.d2) {
+                            best = Some(Peak {
+                                x: x as u32,
+                                y,
+                                d2: d,
+                            });
+                        }
                     }
                 }
+                i = j;
             }
+            self.cands = cands;
             self.spans = spans;
         }
         self.order = order;
