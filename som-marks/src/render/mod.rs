@@ -260,6 +260,36 @@ impl RenderConfig {
 /// it draws them with, and keeps the glyph boxes and bitmaps it has made, so
 /// repeated renders do not rasterise again. See the [module docs](self) for
 /// what is drawn.
+///
+/// # Example
+/// Measure labels, place them (here by hand; normally a
+/// [`MarkAllocator`](som_core::MarkAllocator) does it), render, encode:
+/// ```
+/// use image::RgbImage;
+/// use som_core::{BBox, ImageSize, LabelMeasure, Mark, MarkRenderer, Mask, Point, Region, Segmentation};
+/// use som_marks::render::{OutputFormat, Renderer};
+///
+/// let size = ImageSize::new(64, 48);
+/// let seg = Segmentation::new(size, vec![
+///     Region::from_mask(1, Mask::from_box(size, BBox::new(4, 4, 30, 30))),
+///     Region::from_box(2, BBox::new(40, 10, 20, 30)), // a box-only region
+/// ])?;
+/// let renderer = Renderer::default();
+/// let marks: Vec<Mark> = [(0, Point::new(18, 18)), (1, Point::new(50, 25))]
+///     .into_iter()
+///     .enumerate()
+///     .map(|(i, (region, at))| {
+///         let text = (i + 1).to_string();
+///         let (w, h) = renderer.label_size(&text, size, 1.0);
+///         let label_box = BBox::new(at.x - w / 2, at.y - h / 2, w, h);
+///         Mark::new(i as u32 + 1, text, at, region, label_box)
+///     })
+///     .collect();
+/// let marked = renderer.render(&RgbImage::new(64, 48), &seg, &marks)?;
+/// let png = OutputFormat::from_path("marked.png")?.encode(&marked)?;
+/// assert!(!png.is_empty());
+/// # Ok::<(), som_core::SomError>(())
+/// ```
 pub struct Renderer {
     config: RenderConfig,
     glyphs: Mutex<GlyphCache>,
@@ -370,7 +400,9 @@ impl Renderer {
                 } else {
                     m.label_box
                 };
-                label::draw_label(buf, w, h, bbox, &m.text, base, mark_colour(m.id), &mut cache);
+                // the region's colour, so every label of a region matches its tint
+                let colour = mark_colour(colour_id[m.region].unwrap_or(m.id));
+                label::draw_label(buf, w, h, bbox, &m.text, base, colour, &mut cache);
             }
         }
         Ok(())
