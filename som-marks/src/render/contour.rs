@@ -9,26 +9,79 @@
 
 use som_core::{BBox, Mask};
 
-/// An anti-aliased coverage crop: `coverage` holds `width` × `height` bytes
-/// whose top-left pixel is at (`x`, `y`) in image coordinates (may be
-/// negative: the stroke reaches past the mask's box).
+/// A run of covered pixels on one image row: `len` coverage bytes starting at
+/// `data[off]` for pixels `x..x + len` of row `y`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub y: u32,
+    pub x: u32,
+    pub off: u32,
+    pub len: u32,
+}
+
+/// An outline's anti-aliased coverage, clipped to the image and kept as
+/// sparse row spans (ordered by row, then column), so memory and compositing
+/// cost follow the outline's length, not its region's box.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Coverage {
-    pub x: i64,
-    pub y: i64,
-    pub width: u32,
-    pub height: u32,
-    pub coverage: Vec<u8>,
+    pub spans: Vec<Span>,
+    pub data: Vec<u8>,
 }
 
 impl Coverage {
-    /// The image box the crop covers, clipped to `width` × `height`.
-    pub fn clipped(&self, width: u32, height: u32) -> Option<BBox> {
-        let x0 = self.x.max(0);
-        let y0 = self.y.max(0);
-        let x1 = (self.x + i64::from(self.width)).min(i64::from(width));
-        let y1 = (self.y + i64::from(self.height)).min(i64::from(height));
-        (x1 > x0 && y1 > y0).then(|| BBox::from_xyxy(x0 as u32, y0 as u32, x1 as u32, y1 as u32))
+    /// Collects the non-zero runs of a dense crop whose top-left pixel is at
+    /// (`ox`, `oy`) in an image of `width` × `height`. Gaps shorter than
+    /// `MERGE_GAP` zero bytes stay inside a span.
+    fn from_dense(crop: &[u8], cw: usize, ox: i64, oy: i64, width: u32, height: u32) -> Self {
+        const MERGE_GAP: usize = 8;
+        let mut cov = Coverage::default();
+        let x0 = (-ox).max(0) as usize; // first crop column inside the image
+        let x1 = ((i64::from(width) - ox).max(0) as usize).min(cw);
+        for (r, row) in crop.chunks_exact(cw.max(1)).enumerate() {
+            let y = oy + r as i64;
+            if y < 0 || y >= i64::from(height) || x0 >= x1 {
+                continue;
+            }
+            let row = &row[x0..x1];
+            let mut i = 0;
+            while i < row.len() {
+                if row[i] == 0 {
+                    i += 1;
+                    continue;
+                }
+                // extend while non-zero, or zero gaps shorter than MERGE_GAP
+                let start = i;
+                let mut end = i + 1;
+                let mut j = i + 1;
+                while j < row.len() && j - end < MERGE_GAP {
+                    if row[j] != 0 {
+                        end = j + 1;
+                    }
+                    j += 1;
+                }
+                cov.spans.push(Span {
+                    y: y as u32,
+                    x: (ox + (x0 + start) as i64) as u32,
+                    off: cov.data.len() as u32,
+                    len: (end - start) as u32,
+                });
+                cov.data.extend_from_slice(&row[start..end]);
+                i = end;
+            }
+        }
+        cov
+    }
+
+    /// The spans on rows `y0..y1`.
+    pub fn rows(&self, y0: u32, y1: u32) -> &[Span] {
+        let a = self.spans.partition_point(|s| s.y < y0);
+        let b = self.spans.partition_point(|s| s.y < y1);
+        &self.spans[a..b.max(a)]
+    }
+
+    /// The coverage bytes of a span.
+    pub fn bytes(&self, s: &Span) -> &[u8] {
+        &self.data[s.off as usize..(s.off + s.len) as usize]
     }
 }
 
@@ -252,6 +305,7 @@ fn push_merged(pts: &mut Vec<(f32, f32)>, p: (f32, f32)) {
 /// segments combine by maximum, so joins are round and never darker than the
 /// line.
 pub(crate) fn outline_coverage(mask: &Mask, width: f32) -> Option<Coverage> {
+    let size = mask.size();
     let loops = boundary_loops(mask);
     if loops.is_empty() || width.is_nan() || width <= 0.0 {
         return None;
@@ -278,13 +332,7 @@ pub(crate) fn outline_coverage(mask: &Mask, width: f32) -> Option<Coverage> {
             capsule(&mut cov, cw, ch, a, e, half);
         }
     }
-    Some(Coverage {
-        x: ox,
-        y: oy,
-        width: cw as u32,
-        height: ch as u32,
-        coverage: cov,
-    })
+    Some(Coverage::from_dense(&cov, cw, ox, oy, size.width, size.height))
 }
 
 /// Max-blends into `cov` (`cw` × `ch`) the coverage of the capsule of radius
@@ -359,26 +407,69 @@ mod tests {
         }
     }
 
+    /// The coverage as a full `w` × `h` image.
+    fn dense(c: &Coverage, w: u32, h: u32) -> Vec<u8> {
+        let mut out = vec![0u8; (w * h) as usize];
+        for s in c.rows(0, h) {
+            for (i, &v) in c.bytes(s).iter().enumerate() {
+                out[(s.y * w + s.x) as usize + i] = v;
+            }
+        }
+        out
+    }
+
     #[test]
     fn outline_stays_near_the_boundary() {
         let size = ImageSize::new(40, 40);
         let m = Mask::from_box(size, BBox::new(10, 10, 20, 20));
         let c = outline_coverage(&m, 2.0).unwrap();
-        for yy in 0..c.height as i64 {
-            for xx in 0..c.width as i64 {
-                let v = c.coverage[(yy * c.width as i64 + xx) as usize];
-                let (x, y) = (c.x + xx, c.y + yy);
+        let d = dense(&c, 40, 40);
+        let at = |x: usize, y: usize| d[y * 40 + x];
+        for y in 0..40 {
+            for x in 0..40 {
                 // interior well away from the edge, and far outside, stay clear
-                if (13..27).contains(&x) && (13..27).contains(&y) {
-                    assert_eq!(v, 0, "({x},{y})");
-                }
-                if !(7..33).contains(&x) || !(7..33).contains(&y) {
-                    assert_eq!(v, 0, "({x},{y})");
+                if (13..27).contains(&x) && (13..27).contains(&y)
+                    || !(7..33).contains(&x)
+                    || !(7..33).contains(&y)
+                {
+                    assert_eq!(at(x, y), 0, "({x},{y})");
                 }
             }
         }
-        // the boundary pixels themselves are covered
-        let at = |x: i64, y: i64| c.coverage[((y - c.y) * c.width as i64 + (x - c.x)) as usize];
+        // the pixels on both sides of the boundary are covered
         assert!(at(10, 20) > 100 && at(9, 20) > 100 && at(20, 29) > 100);
+        // spans are ordered by row and stay inside the image
+        assert!(c.spans.windows(2).all(|p| (p[0].y, p[0].x) < (p[1].y, p[1].x)));
+    }
+
+    #[test]
+    fn outlines_clip_to_the_image() {
+        let size = ImageSize::new(12, 9);
+        let full = Mask::from_box(size, size.full_box());
+        let c = outline_coverage(&full, 2.0).unwrap();
+        for s in &c.spans {
+            assert!(s.y < 9 && s.x + s.len <= 12, "{s:?}");
+        }
+        let d = dense(&c, 12, 9);
+        assert!(d[0] > 0 && d[11] > 0 && d[8 * 12] > 0);
+        assert_eq!(d[4 * 12 + 6], 0, "the middle is not on the outline");
+    }
+
+    #[test]
+    fn dense_runs_become_spans_with_short_gaps_merged() {
+        let row = [0u8, 5, 5, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0];
+        let c = Coverage::from_dense(&row, row.len(), -1, 3, 100, 100);
+        assert_eq!(c.spans.len(), 2);
+        assert_eq!(
+            c.spans[0],
+            Span {
+                y: 3,
+                x: 0,
+                off: 0,
+                len: 5
+            }
+        );
+        assert_eq!(c.bytes(&c.spans[0]), &[5, 5, 0, 0, 7]);
+        assert_eq!((c.spans[1].x, c.spans[1].len), (15, 1));
     }
 }

@@ -498,7 +498,7 @@ const BAND_ROWS: usize = 32;
 /// Tints (once per pixel, smallest region on top) and composites outlines,
 /// band by band in parallel. `tints` are in paint order (last wins).
 fn paint_bands(canvas: &mut RgbImage, tints: &[(&Mask, [u8; 3])], a: u32, outlines: &[(Coverage, [u8; 3])]) {
-    let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+    let w = canvas.width() as usize;
     let inv = 256 - a;
     // colour · a + 128 per tint, so a pixel costs three multiply-adds
     let terms: Vec<[u32; 3]> = tints
@@ -544,20 +544,10 @@ fn paint_bands(canvas: &mut RgbImage, tints: &[(&Mask, [u8; 3])], a: u32, outlin
                 }
             }
             for (cov, colour) in outlines {
-                let Some(clip) = cov.clipped(w as u32, h as u32) else {
-                    continue;
-                };
-                let (cy0, cy1) = (clip.y as usize, clip.bottom() as usize);
-                if cy1 <= y0 || cy0 >= y1 {
-                    continue;
-                }
-                let (cx0, cx1) = (clip.x as usize, clip.right() as usize);
-                let skip = (cx0 as i64 - cov.x) as usize;
-                for y in cy0.max(y0)..cy1.min(y1) {
-                    let start = (y as i64 - cov.y) as usize * cov.width as usize + skip;
-                    let src = &cov.coverage[start..start + (cx1 - cx0)];
-                    let row = &mut band[((y - y0) * w + cx0) * 3..((y - y0) * w + cx1) * 3];
-                    composite_row(row, src, *colour);
+                for span in cov.rows(y0 as u32, y1 as u32) {
+                    let (y, x) = (span.y as usize, span.x as usize);
+                    let row = &mut band[((y - y0) * w + x) * 3..((y - y0) * w + x + span.len as usize) * 3];
+                    composite_row(row, cov.bytes(span), *colour);
                 }
             }
         });
