@@ -46,7 +46,13 @@ impl Coverage {
             let mut i = 0;
             while i < row.len() {
                 if row[i] == 0 {
-                    i += 1;
+                    // skip zeros, eight at a time where possible
+                    while i + 8 <= row.len() && word(row, i) == 0 {
+                        i += 8;
+                    }
+                    while i < row.len() && row[i] == 0 {
+                        i += 1;
+                    }
                     continue;
                 }
                 // extend while non-zero, or zero gaps shorter than MERGE_GAP
