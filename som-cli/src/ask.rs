@@ -68,7 +68,7 @@ pub enum TaskArg {
     Ground,
     /// A UI instruction: answer `click [N]`.
     Action,
-    /// Text that refers to marks as [N].
+    /// Text that refers to marks as `[N]`.
     Interleaved,
     /// The prompt as it is, with no template and no system message.
     Raw,
