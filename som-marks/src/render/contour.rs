@@ -478,4 +478,28 @@ mod tests {
         assert_eq!(c.bytes(&c.spans[0]), &[5, 5, 0, 0, 7]);
         assert_eq!((c.spans[1].x, c.spans[1].len), (15, 1));
     }
+
+    #[test]
+    fn outlines_are_anti_aliased_and_scale_with_width() {
+        let size = ImageSize::new(60, 60);
+        let disc = Mask::from_fn(size, |x, y| {
+            let (dx, dy) = (x as f32 - 30.0, y as f32 - 30.0);
+            dx * dx + dy * dy <= 400.0
+        });
+        let total = |w: f32| -> (u64, usize) {
+            let c = outline_coverage(&disc, w).unwrap();
+            let partial = c.data.iter().filter(|&&v| v > 0 && v < 255).count();
+            (c.data.iter().map(|&v| u64::from(v)).sum(), partial)
+        };
+        let (one, partial_one) = total(1.0);
+        let (two, partial_two) = total(2.0);
+        // partial coverage along the curve: the edges are smoothed, not stepped
+        assert!(
+            partial_one > 20 && partial_two > 20,
+            "{partial_one} {partial_two}"
+        );
+        // twice the width, about twice the ink
+        let ratio = two as f64 / one as f64;
+        assert!((1.6..2.4).contains(&ratio), "{ratio}");
+    }
 }
