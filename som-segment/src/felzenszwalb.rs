@@ -264,28 +264,17 @@ pub(crate) fn gaussian_smooth(plane: &mut [f64], size: ImageSize, sigma: f64) {
     });
 }
 
-/// The smoothed image, channels interleaved (one cache line per pixel for
-/// the weight look-ups of the merge loop).
-struct Smoothed {
+/// The smoothed image's planes and the edge geometry.
+struct Smoothed<'a> {
     width: usize,
-    channels: usize,
-    data: Vec<f64>,
+    planes: &'a [Vec<f64>],
 }
 
-impl Smoothed {
-    fn new(planes: &Planes) -> Self {
-        let channels = planes.planes.len();
-        let n = planes.size.pixels() as usize;
-        let mut data = vec![0.0; n * channels];
-        for (c, plane) in planes.planes.iter().enumerate() {
-            for (i, &v) in plane.iter().enumerate() {
-                data[i * channels + c] = v;
-            }
-        }
+impl<'a> Smoothed<'a> {
+    fn new(planes: &'a Planes) -> Self {
         Self {
             width: planes.size.width as usize,
-            channels,
-            data,
+            planes: &planes.planes,
         }
     }
 
@@ -306,11 +295,9 @@ impl Smoothed {
     /// channel order.
     #[inline]
     fn weight(&self, a: usize, b: usize) -> f64 {
-        let c = self.channels;
-        let (pa, pb) = (&self.data[a * c..a * c + c], &self.data[b * c..b * c + c]);
         let mut s = -0.0f64;
-        for (x, y) in pa.iter().zip(pb) {
-            let d = y - x;
+        for plane in self.planes {
+            let d = plane[b] - plane[a];
             s += d * d;
         }
         s.sqrt()
@@ -352,7 +339,7 @@ fn edge_weights(img: &Smoothed, height: usize) -> Vec<f64> {
 /// (3 passes instead of 6 on the `f64` bits; rounding to nearest is
 /// monotone), then each run of equal `f32` keys is re-sorted by the exact
 /// weight where needed.
-fn sort_edges(weights: &[f64]) -> (Vec<f64>, Vec<u32>) {
+fn sort_edges(weights: Vec<f64>) -> (Vec<f64>, Vec<u32>) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
     const PASSES: usize = 3;
@@ -388,6 +375,8 @@ fn sort_edges(weights: &[f64]) -> (Vec<f64>, Vec<u32>) {
     let mut dst_w = vec![0.0f64; n];
     let mut dst_i = vec![0u32; n];
     let mut first = true;
+    // After the first pass, `weights` is reused as a destination buffer.
+    let mut spare = Some(weights);
     for (p, h) in hist.iter().enumerate() {
         if h.iter().any(|&c| c as usize == n) {
             continue; // every key has the same digit here
@@ -407,7 +396,7 @@ fn sort_edges(weights: &[f64]) -> (Vec<f64>, Vec<u32>) {
             *o += 1;
         };
         if first {
-            for (i, &w) in weights.iter().enumerate() {
+            for (i, &w) in spare.as_deref().unwrap_or_default().iter().enumerate() {
                 if w != f64::INFINITY {
                     put(w, i as u32);
                 }
@@ -421,13 +410,19 @@ fn sort_edges(weights: &[f64]) -> (Vec<f64>, Vec<u32>) {
         std::mem::swap(&mut src_w, &mut dst_w);
         std::mem::swap(&mut src_i, &mut dst_i);
         if dst_w.is_empty() {
-            dst_w = vec![0.0f64; n];
+            dst_w = match spare.take() {
+                Some(mut w) => {
+                    w.truncate(n);
+                    w
+                }
+                None => vec![0.0f64; n],
+            };
             dst_i = vec![0u32; n];
         }
     }
     if first {
         // All keys equal: only drop the infinite weights.
-        for (i, &w) in weights.iter().enumerate() {
+        for (i, &w) in spare.as_deref().unwrap_or_default().iter().enumerate() {
             if w != f64::INFINITY {
                 src_w.push(w);
                 src_i.push(i as u32);
@@ -545,8 +540,7 @@ fn felzenszwalb_planes(planes: &Planes, params: &FelzenszwalbParams) -> LabelMap
     let n = size.pixels() as usize;
     let img = Smoothed::new(planes);
     let weights = edge_weights(&img, size.height as usize);
-    let (sorted, order) = sort_edges(&weights);
-    drop(weights);
+    let (sorted, order) = sort_edges(weights);
 
     let k = params.scale / 255.0;
     let mut forest = Forest::new(n, k as f32);
@@ -654,7 +648,7 @@ mod tests {
 
     /// Sorts weights by exact value, stably, through the edge-sorting path.
     fn argsort_exact(costs: &[f64]) -> Vec<u32> {
-        sort_edges(costs).1
+        sort_edges(costs.to_vec()).1
     }
 
     #[test]
