@@ -33,8 +33,19 @@ impl Packed {
         let mut words = vec![0u64; stride * b.height as usize];
         let shift = (b.x % 64) as usize;
         for (row, out) in mask.crop_rows().zip(words.chunks_exact_mut(stride)) {
-            let mut chunks = row.chunks_exact(8);
+            // 64 bytes at a time into one word, written at the row's bit offset.
+            let mut wide = row.chunks_exact(64);
             let mut bit = shift;
+            for c in &mut wide {
+                let mut word = 0u64;
+                for (k, c8) in c.chunks_exact(8).enumerate() {
+                    let v = u64::from_le_bytes([c8[0], c8[1], c8[2], c8[3], c8[4], c8[5], c8[6], c8[7]]);
+                    word |= (gather8(v) as u64) << (8 * k);
+                }
+                put64(out, bit, word);
+                bit += 64;
+            }
+            let mut chunks = wide.remainder().chunks_exact(8);
             for c in &mut chunks {
                 let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
                 put8(out, bit, gather8(v));
@@ -134,6 +145,20 @@ fn put8(row: &mut [u64], bit: usize, b: u8) {
     if o > 56 {
         // Non-zero only for bits inside the row, so the word exists.
         let spill = (b as u64) >> (64 - o);
+        if spill != 0 {
+            row[w + 1] |= spill;
+        }
+    }
+}
+
+/// ORs the 64 bits of `b` into `row` starting at bit `bit`.
+#[inline]
+fn put64(row: &mut [u64], bit: usize, b: u64) {
+    let (w, o) = (bit / 64, bit % 64);
+    row[w] |= b << o;
+    if o > 0 {
+        // Non-zero only for bits inside the row, so the word exists.
+        let spill = b >> (64 - o);
         if spill != 0 {
             row[w + 1] |= spill;
         }

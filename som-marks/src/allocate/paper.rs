@@ -81,6 +81,22 @@ pub(crate) fn allocate(
     if min_scale < 1.0 {
         scales.push(min_scale);
     }
+    // The transforms the first placement attempt will need again (the
+    // units whose best label box meets another's, and the fully covered
+    // ones), computed in parallel now rather than one by one while placing.
+    let first: Vec<(u32, u32)> = units
+        .iter()
+        .map(|u| clamp_size(labels.label_size(&config.labels.text(u.rank), size, 1.0), size))
+        .collect();
+    let again = likely_conflicts(size, &own, &peaks, &first);
+    let mut cache: Vec<Option<Edt>> = (0..n).map(|_| None).collect();
+    let computed = par_with_edt(&again, |&i, edt| {
+        edt.compute(&ctx.anchor_crop(i)?.0)?;
+        Ok(std::mem::take(edt))
+    })?;
+    for (&i, e) in again.iter().zip(computed) {
+        cache[i] = Some(e);
+    }
     let mut edt = Edt::new();
     let mut placed = None;
     for (k, &scale) in scales.iter().enumerate() {
@@ -93,7 +109,7 @@ pub(crate) fn allocate(
                 (t, s)
             });
         }
-        if let Some(p) = ctx.place_all(&texts, !last, &mut edt)? {
+        if let Some(p) = ctx.place_all(&texts, !last, &mut edt, &mut cache)? {
             placed = Some((p, texts));
             break;
         }
@@ -150,16 +166,17 @@ impl Ctx<'_, '_> {
         texts: &BTreeMap<usize, (String, (u32, u32))>,
         strict: bool,
         edt: &mut Edt,
+        cache: &mut [Option<Edt>],
     ) -> Result<Option<Vec<Placed>>, SomError> {
         let n = self.units.len();
         let mut out: Vec<Option<Placed>> = vec![None; n];
         let mut layout = Layout::default();
         for i in (0..n).rev() {
             let lsize = texts[&self.units[i].rank].1;
-            let p = match self.place_free(i, lsize, &layout, edt)? {
+            let p = match self.place_free(i, lsize, &layout, edt, &mut cache[i])? {
                 Some(p) => p,
                 None if strict => return Ok(None),
-                None => self.place_fewest_conflicts(i, lsize, &layout, edt)?,
+                None => self.place_fewest_conflicts(i, lsize, &layout, edt, &mut cache[i])?,
             };
             layout.boxes.push(p.label_box);
             layout.anchors.push(p.anchor);
@@ -180,13 +197,32 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The transform of the unit's anchor crop: the cached one, or `scratch`
+    /// computed now; and the crop's window.
+    fn transform<'e>(
+        &self,
+        i: usize,
+        scratch: &'e mut Edt,
+        cached: &'e mut Option<Edt>,
+    ) -> Result<(&'e mut Edt, BBox), SomError> {
+        let (crop, window) = self.anchor_crop(i)?;
+        match cached {
+            Some(e) => Ok((e, window)),
+            None => {
+                scratch.compute(&crop)?;
+                Ok((scratch, window))
+            }
+        }
+    }
+
     /// A collision-free placement, inside the region when possible.
     fn place_free(
         &self,
         i: usize,
         lsize: (u32, u32),
         layout: &Layout,
-        edt: &mut Edt,
+        scratch: &mut Edt,
+        cached: &mut Option<Edt>,
     ) -> Result<Option<Placed>, SomError> {
         let size = self.size;
         let (area, _) = self.own[i];
@@ -203,8 +239,7 @@ impl Ctx<'_, '_> {
                 }
             }
         }
-        let (crop, window) = self.anchor_crop(i)?;
-        edt.compute(&crop)?;
+        let (edt, window) = self.transform(i, scratch, cached)?;
         if area > 0 {
             // The best free pixel for a centred label; failing that, for a
             // label that merely covers its anchor (anchor at an edge or corner).
@@ -274,11 +309,11 @@ impl Ctx<'_, '_> {
         i: usize,
         lsize: (u32, u32),
         layout: &Layout,
-        edt: &mut Edt,
+        scratch: &mut Edt,
+        cached: &mut Option<Edt>,
     ) -> Result<Placed, SomError> {
         let size = self.size;
-        let (crop, window) = self.anchor_crop(i)?;
-        edt.compute(&crop)?;
+        let (edt, window) = self.transform(i, scratch, cached)?;
         let mut best: Option<(usize, Placed)> = None;
         let mut top: Option<(Point, u32)> = None;
         for p in edt.candidates().take(FALLBACK_CANDIDATES) {
@@ -329,6 +364,43 @@ impl Ctx<'_, '_> {
             placement: Placement::Inside,
         }))
     }
+}
+
+/// The units whose first-choice label box (centred on the remainder's
+/// maximum, at scale 1) overlaps the first-choice box of a unit placed
+/// before it, plus the units with no remainder: those placement will need a
+/// transform for. Ascending.
+fn likely_conflicts(
+    size: ImageSize,
+    own: &[(u64, BBox)],
+    peaks: &[Option<(Point, u32)>],
+    sizes: &[(u32, u32)],
+) -> Vec<usize> {
+    let mut boxes: Vec<(BBox, usize)> = peaks
+        .iter()
+        .zip(sizes)
+        .enumerate()
+        .filter_map(|(i, (p, &s))| p.map(|(a, _)| (label_box(a, s, size), i)))
+        .collect();
+    boxes.sort_by_key(|&(b, i)| (b.x, i));
+    let mut hit = vec![false; peaks.len()];
+    for (k, &(a, i)) in boxes.iter().enumerate() {
+        for &(b, j) in &boxes[k + 1..] {
+            if b.x as u64 >= a.right() {
+                break;
+            }
+            if a.intersects(&b) {
+                // Units are visited from the last index down: the lower index comes second.
+                hit[i.min(j)] = true;
+            }
+        }
+    }
+    for (i, &(area, _)) in own.iter().enumerate() {
+        if area == 0 {
+            hit[i] = true;
+        }
+    }
+    (0..peaks.len()).filter(|&i| hit[i]).collect()
 }
 
 /// The half-open range of anchor coordinates on one axis whose label
