@@ -95,7 +95,7 @@ pub use error::{ApiError, LmmError};
 pub use image::{prepare_image, EncodedImage, ImageLimits};
 pub use parse::{
     extract_labels, parse_lines, parse_marks, resolve, LabelKinds, LabelToken, LineMarks, ParsedMarks,
-    UnknownMark, UnknownMarks, JSON_MARK_KEYS, MAX_RANGE,
+    UnknownMark, UnknownMarks, JSON_MARK_KEYS, MAX_LABELS, MAX_RANGE,
 };
 pub use prompt::{fill_template, PromptTemplates, Task};
 pub use retry::{is_retryable_status, retry_after, RetryPolicy};

@@ -18,6 +18,10 @@ use som_core::{MarkRef, MarkedImage};
 /// reported whole as an unknown label rather than expanded.
 pub const MAX_RANGE: u64 = 1000;
 
+/// The most labels read from one answer (later ones are ignored), so that
+/// no answer, however long, costs more than linear time and bounded memory.
+pub const MAX_LABELS: usize = 10_000;
+
 /// The JSON keys whose values are read as mark labels in structured answers.
 pub const JSON_MARK_KEYS: [&str; 7] = ["marks", "mark", "labels", "label", "ids", "id", "click"];
 
@@ -149,10 +153,12 @@ pub fn parse_marks(answer: &str, marked: &MarkedImage) -> ParsedMarks {
 /// 0-based and 1-based numbering and letters all work as drawn).
 pub fn resolve(tokens: &[LabelToken], marked: &MarkedImage) -> ParsedMarks {
     let mut out = ParsedMarks::default();
+    let mut seen_marks = std::collections::BTreeSet::new();
+    let mut seen_unknown = std::collections::BTreeSet::new();
     for t in tokens {
         match marked.mark_by_text(&t.label) {
             Some(m) => {
-                if !out.marks.iter().any(|r| r.id == m.id) {
+                if seen_marks.insert(m.id) {
                     out.marks.push(MarkRef {
                         id: m.id,
                         text: m.text.clone(),
@@ -161,7 +167,7 @@ pub fn resolve(tokens: &[LabelToken], marked: &MarkedImage) -> ParsedMarks {
                 }
             }
             None => {
-                if !out.unknown.iter().any(|u| u.label == t.label) {
+                if seen_unknown.insert(t.label.as_str()) {
                     out.unknown.push(UnknownMark {
                         label: t.label.clone(),
                         span: t.span.clone(),
@@ -188,13 +194,11 @@ pub fn resolve(tokens: &[LabelToken], marked: &MarkedImage) -> ParsedMarks {
 /// assert_eq!(labels, ["1", "2", "4", "5", "6"]);
 /// ```
 pub fn extract_labels(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
-    if let Some(tokens) = json_labels(answer, kinds) {
-        return tokens;
-    }
-    if let Some(tokens) = whole_answer_list(answer, kinds) {
-        return tokens;
-    }
-    scan(answer, kinds)
+    let mut tokens = json_labels(answer, kinds)
+        .or_else(|| whole_answer_list(answer, kinds))
+        .unwrap_or_else(|| scan(answer, kinds));
+    tokens.truncate(MAX_LABELS);
+    tokens
 }
 
 /// One line of an answer with the marks it cites: the shape of labelling
@@ -251,9 +255,12 @@ fn strip_citations(line: &str, tokens: &[LabelToken]) -> String {
     let mut cut: Vec<Range<usize>> = Vec::new();
     for t in tokens {
         let (mut a, mut b) = (t.span.start.min(line.len()), t.span.end.min(line.len()));
-        if let Some(open) = line[..a].rfind(['[', '(', '【']) {
+        let from = (a.saturating_sub(64)..=a)
+            .find(|&k| line.is_char_boundary(k))
+            .unwrap_or(a);
+        if let Some(open) = line[from..a].rfind(['[', '(', '【']).map(|k| from + k) {
             if !line[open..a].contains([']', ')', '】']) {
-                if let Some(close) = line[b..].find([']', ')', '】']) {
+                if let Some(close) = window(line, b, 64).find([']', ')', '】']) {
                     a = open;
                     b = b + close + line[b + close..].chars().next().map_or(1, char::len_utf8);
                 }
@@ -300,14 +307,16 @@ fn json_labels(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>> {
     None
 }
 
-/// Byte ranges of `{…}` blocks (balanced, strings respected), fenced code
-/// blocks first. At most 16 candidates are tried.
+/// Byte ranges of `{…}` blocks (balanced, strings respected): at most 16
+/// blocks, from at most 64 opening braces, so long answers stay linear.
 fn json_candidates(s: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let bytes = s.as_bytes();
     let mut i = 0;
-    while i < bytes.len() && out.len() < 16 {
+    let mut tried = 0;
+    while i < bytes.len() && out.len() < 16 && tried < 64 {
         if bytes[i] == b'{' {
+            tried += 1;
             if let Some(end) = balanced_object_end(bytes, i) {
                 out.push((i, end));
                 i = end;
@@ -388,7 +397,7 @@ fn json_value_labels(
     out: &mut Vec<LabelToken>,
     depth: usize,
 ) {
-    if depth > 8 {
+    if depth > 8 || out.len() >= MAX_LABELS {
         return;
     }
     match v {
@@ -486,10 +495,10 @@ const CONNECTORS: [&str; 13] = [
 fn skip_connectors(s: &str, mut j: usize) -> usize {
     for _ in 0..6 {
         j = skip_ws(s, j);
-        let lower = s[j..].to_ascii_lowercase();
+        let rest = &s[j..];
         match CONNECTORS.iter().find(|w| {
-            lower.starts_with(**w)
-                && !lower
+            starts_ci(rest, w)
+                && !rest
                     .as_bytes()
                     .get(w.len())
                     .is_some_and(|b| b.is_ascii_alphanumeric())
@@ -507,7 +516,7 @@ fn skip_connectors(s: &str, mut j: usize) -> usize {
 /// `a` or `an` used as an article at byte `j`: followed by a space and a word
 /// other than `and` / `or` ("labeled as a cup").
 fn is_article(s: &str, j: usize) -> bool {
-    let lower = s[j..].to_ascii_lowercase();
+    let lower = window(s, j, 16).to_ascii_lowercase();
     let Some(rest) = lower.strip_prefix("an ").or_else(|| lower.strip_prefix("a ")) else {
         return false;
     };
@@ -522,11 +531,11 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
     let lower = answer.to_ascii_lowercase();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
+    while i < bytes.len() && out.len() < MAX_LABELS {
         let rest = &answer[i..];
         // Brackets: [..], 【..】, ［..］.
         if let Some((open_len, close)) = bracket_at(rest) {
-            if let Some(rel) = rest[open_len..].find(close) {
+            if let Some(rel) = window(rest, open_len, 202).find(close) {
                 let inner_start = i + open_len;
                 let inner = &answer[inner_start..inner_start + rel];
                 if inner.len() <= 200 {
@@ -550,7 +559,7 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
         }
         // Parenthesised single label: (3), (c) — only of a kind the image uses.
         if bytes[i] == b'(' {
-            if let Some(rel) = rest[1..].find(')') {
+            if let Some(rel) = window(rest, 1, 16).find(')') {
                 let inner = &rest[1..1 + rel];
                 if let Some(tok) = single_label(inner, i + 1, kinds) {
                     out.push(tok);
@@ -682,12 +691,14 @@ fn parse_list(s: &str, base: usize, kinds: LabelKinds, whole: bool) -> Option<(V
     let mut pos = 0;
     let mut consumed = 0;
     loop {
+        if tokens.len() >= MAX_LABELS {
+            break;
+        }
         let mut p = pos;
         if !tokens.is_empty() {
             let sep_start = p;
             p = skip_ws(s, p);
             let had_ws = p > sep_start;
-            let lower = s[p..].to_ascii_lowercase();
             let mut sep = false;
             if let Some(c) = s[p..].chars().next() {
                 if matches!(c, ',' | ';' | '/' | '&' | '+' | '、' | '，') {
@@ -695,14 +706,13 @@ fn parse_list(s: &str, base: usize, kinds: LabelKinds, whole: bool) -> Option<(V
                     sep = true;
                     p = skip_ws(s, p);
                     // ", and 5"
-                    let l2 = s[p..].to_ascii_lowercase();
-                    if let Some(w) = ["and ", "or "].iter().find(|w| l2.starts_with(**w)) {
+                    if let Some(w) = ["and ", "or "].iter().find(|w| starts_ci(&s[p..], w)) {
                         p = skip_ws(s, p + w.len());
                     }
                 }
             }
             if !sep {
-                if let Some(w) = ["and ", "or "].iter().find(|w| lower.starts_with(**w)) {
+                if let Some(w) = ["and ", "or "].iter().find(|w| starts_ci(&s[p..], w)) {
                     if had_ws {
                         p = skip_ws(s, p + w.len());
                         sep = true;
@@ -729,6 +739,20 @@ fn parse_list(s: &str, base: usize, kinds: LabelKinds, whole: bool) -> Option<(V
         }
     }
     Some((tokens, consumed))
+}
+
+/// ASCII case-insensitive `starts_with`, without allocating.
+fn starts_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// `s[from..]` cut to at most `max` bytes (on a character boundary).
+fn window(s: &str, from: usize, max: usize) -> &str {
+    let mut end = (from + max).min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[from..end]
 }
 
 fn skip_ws(s: &str, p: usize) -> usize {
@@ -785,10 +809,9 @@ fn parse_item(s: &str, p: usize, base: usize, kinds: LabelKinds) -> Option<(Vec<
     let (kind, first, end) = parse_atom(s, p, kinds)?;
     // Range?
     let q = skip_ws(s, end);
-    let lower = s[q..].to_ascii_lowercase();
     let dash = ["-", "–", "—", "..", "to "]
         .iter()
-        .find(|d| lower.starts_with(**d));
+        .find(|d| starts_ci(&s[q..], d));
     if let Some(d) = dash {
         let r = skip_ws(s, q + d.len());
         if let Some((kind2, second, end2)) = parse_atom(s, r, kinds) {

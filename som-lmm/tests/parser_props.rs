@@ -140,3 +140,30 @@ fn zero_based_and_letter_marks_resolve_as_printed() {
         ["c", "aa", "b", "d"]
     );
 }
+
+#[test]
+fn long_hostile_answers_are_read_with_bounded_work() {
+    let marked = numbered();
+    let n = 200_000;
+    let cases = [
+        "[".repeat(n),
+        "{".repeat(n),
+        "(".repeat(n),
+        "mark ".repeat(n / 5),
+        "labeled as the ".repeat(n / 15),
+        "[1-999]".repeat(n / 7),
+        format!("marks {}", "1-999, ".repeat(n / 7)),
+        format!("{{\"marks\": [{}1]}}", "\"1-999\", ".repeat(n / 10)),
+        "[100001][".repeat(n / 9),
+        "ǅ[é]".repeat(n / 6),
+    ];
+    for (i, answer) in cases.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let parsed = parse_marks(answer, &marked);
+        assert!(parsed.marks.len() <= N, "case {i}");
+        assert!(parsed.unknown.len() <= som_lmm::MAX_LABELS, "case {i}");
+        let lines = som_lmm::parse_lines(answer, &marked);
+        assert!(lines.len() <= 1, "case {i}");
+        eprintln!("case {i}: {} bytes in {:?}", answer.len(), started.elapsed());
+    }
+}
