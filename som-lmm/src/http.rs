@@ -102,8 +102,18 @@ impl Transport {
             };
             let status = response.status().as_u16();
             let resp_headers = response.headers().clone();
-            let bytes = match response.bytes().await {
-                Ok(b) => b,
+            let bytes = match read_limited(response).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Err(LmmError::InvalidResponse {
+                        provider,
+                        message: format!(
+                            "status {status} with a body larger than {} MiB",
+                            MAX_RESPONSE_BYTES >> 20
+                        ),
+                        body: String::new(),
+                    })
+                }
                 Err(e) => {
                     if retries_left {
                         tokio::time::sleep(self.policy.backoff(attempt - 1, unit_random())).await;
@@ -179,6 +189,21 @@ impl Transport {
             }
         }
     }
+}
+
+/// The largest response body read; providers answer in kilobytes.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// The body, or `None` when it grows past [`MAX_RESPONSE_BYTES`].
+async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
 }
 
 /// An error and its sources on one line.

@@ -16,6 +16,7 @@
 //! | never answers | `LmmError::Timeout` | 3 |
 //! | closes without answering, then 200 | answer | 2 |
 //! | connection refused | `LmmError::Connect` | 3 |
+//! | a 200 body over 32 MiB | `LmmError::InvalidResponse`, not buffered | 1 |
 
 mod common;
 
@@ -295,4 +296,18 @@ async fn fan_out_over_the_http_client_counts_usage() {
         (usage.input_tokens, usage.output_tokens, usage.total()),
         (60, 12, 72)
     );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_not_buffered() {
+    let huge = "x".repeat((32 << 20) + 1);
+    let server = MockServer::start(vec![MockResponse::text(200, &huge)]).unwrap();
+    match ask(&server).await {
+        Err(LmmError::InvalidResponse { message, body, .. }) => {
+            assert!(message.contains("larger than 32 MiB"), "{message}");
+            assert!(body.is_empty());
+        }
+        other => panic!("expected InvalidResponse, got {other:?}"),
+    }
+    assert_eq!(server.hits(), 1);
 }
