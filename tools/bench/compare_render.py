@@ -9,6 +9,8 @@ detections built beforehand (not timed). Ours is the criterion bench
 `render/synth_1024x768_n200/mask+mark` (benches/benches/render.rs): the same
 masks, the same anchors (the centre of each region's box, numbered largest
 region first), mask tint 0.4 + labels, on coffee.png resized to the canvas.
+For information it also times our default look, which adds anti-aliased
+contours (`render/synth_1024x768_n200/mask+contour+mark`).
 
 The reference runs before and after our bench and the median of all its runs
 is used, so drift on this shared machine hits both sides alike. Prints both
@@ -33,7 +35,7 @@ from pycocotools import mask as mask_utils
 
 ROOT = Path(__file__).resolve().parents[2]
 SET = "synth_1024x768_n200"
-BENCH_ID = ("render_" + SET, "mask+mark")  # criterion's folder names for render/<SET>/mask+mark
+GROUP_DIR = "render_" + SET  # criterion's folder for the group render/<SET>
 
 
 def load_scene():
@@ -87,11 +89,13 @@ def target_dir() -> Path:
     return Path(json.loads(meta)["target_directory"])
 
 
-def ours_ms(measurement_s: int) -> float:
+def ours_ms(bench: str, measurement_s: int) -> float:
+    """Median ms of the criterion bench render/<SET>/<bench> (e.g. "mask+mark")."""
+    pattern = f"^render/{SET}/" + bench.replace("+", "\\+") + "$"
     subprocess.run(["cargo", "bench", "-q", "-p", "som-benches", "--bench", "render", "--",
-                    "--warm-up-time", "2", "--measurement-time", str(measurement_s), "--noplot",
-                    f"^render/{SET}/mask\\+mark$"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    est = target_dir() / "criterion" / BENCH_ID[0] / BENCH_ID[1] / "new" / "estimates.json"
+                    "--warm-up-time", "2", "--measurement-time", str(measurement_s), "--noplot", pattern],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    est = target_dir() / "criterion" / GROUP_DIR / bench / "new" / "estimates.json"
     return json.loads(est.read_text())["median"]["point_estimate"] / 1e6
 
 
@@ -106,13 +110,16 @@ def main() -> None:
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     masks, anchors, bg = load_scene()
     ref = reference_times(masks, anchors, bg, a.reps, a.save)
-    ours = ours_ms(a.measurement_time)
+    ours = ours_ms("mask+mark", a.measurement_time)
+    ours_contour = ours_ms("mask+contour+mark", a.measurement_time)
     ref += reference_times(masks, anchors, bg, a.reps, None)
     ref_med = statistics.median(ref)
     print(f"render {SET} ({len(masks)} masks + labels, {bg.shape[1]}x{bg.shape[0]})")
     print(f"  supervision Mask+Label annotators  median {ref_med:8.2f} ms  (min {min(ref):.2f}, {len(ref)} runs)")
     print(f"  som-marks Renderer (mask,mark)     median {ours:8.2f} ms  (criterion)")
     print(f"  ratio {ref_med / ours:.1f}x  (goal >= 10x)")
+    print(f"  with anti-aliased contours too (mask,contour,mark, our default look): median {ours_contour:.2f} ms,"
+          f" ratio {ref_med / ours_contour:.1f}x")
 
 
 if __name__ == "__main__":
