@@ -570,8 +570,9 @@ fn rejects_structured(e: &crate::ApiError) -> bool {
 
 /// Turns a provider's reply into an answer: the text (the `answer` field of a
 /// structured reply), and the marks it cites resolved against `marked`.
-fn interpret(incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
+fn interpret(mut incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
     let kinds = LabelKinds::of(marked);
+    incoming.text = strip_thinking(&incoming.text).to_string();
     let structured = incoming.structured.clone().or_else(|| {
         serde_json::from_str::<Value>(strip_fence(&incoming.text))
             .ok()
@@ -605,6 +606,20 @@ fn interpret(incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
     answer.refusal = incoming.refusal;
     answer.model = incoming.model;
     answer
+}
+
+/// The answer after a reasoning model's `<think>…</think>` block (local
+/// models on vLLM and Ollama inline it), so marks cited while thinking are
+/// not read as the answer. An unterminated block (cut off at the token
+/// limit) leaves nothing.
+fn strip_thinking(text: &str) -> &str {
+    if let Some(end) = text.rfind("</think>") {
+        return text[end + "</think>".len()..].trim_start();
+    }
+    if text.trim_start().starts_with("<think>") {
+        return "";
+    }
+    text
 }
 
 fn strip_fence(s: &str) -> &str {
@@ -754,4 +769,25 @@ pub fn total_usage<'a>(answers: impl IntoIterator<Item = &'a GroundingAnswer>) -
             input_tokens: acc.input_tokens.saturating_add(u.input_tokens),
             output_tokens: acc.output_tokens.saturating_add(u.output_tokens),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinking_blocks_are_not_the_answer() {
+        assert_eq!(
+            strip_thinking("<think>maybe [1]? no, [2]</think>\n\nThe cup is [2]."),
+            "The cup is [2]."
+        );
+        assert_eq!(strip_thinking("  <think>still thinking about [1]"), "");
+        assert_eq!(strip_thinking("The cup is [3]."), "The cup is [3].");
+    }
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(encode_query("2024-10-21"), "2024-10-21");
+        assert_eq!(encode_query("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
 }

@@ -565,3 +565,29 @@ async fn anthropic_tool_input_without_answer_keeps_the_text_block() {
     assert_eq!(a.unknown, ["b"]);
     assert!(a.usage.is_none());
 }
+
+#[tokio::test]
+async fn reasoning_models_thinking_is_not_read_as_the_answer() {
+    let server = MockServer::start(vec![MockResponse::json(
+        200,
+        &chat(
+            json!("<think>Is it [1]? No, [1] is the table.</think>\n\nThe cup is [4]."),
+            json!("stop"),
+        ),
+    )])
+    .unwrap();
+    let m = marked();
+    let mut cfg = config(Provider::OpenAi, "qwen3-vl", &server.url());
+    cfg.structured_output = false;
+    let a = LmmClient::new(cfg)
+        .unwrap()
+        .ask(&GroundingRequest::new(&m, "q"))
+        .await
+        .unwrap();
+    assert_eq!(a.text, "The cup is [4].");
+    assert_eq!(ids(&a), [4]);
+    assert!(
+        a.raw.unwrap().to_string().contains("<think>"),
+        "the raw response keeps everything"
+    );
+}
