@@ -293,7 +293,9 @@ impl Ctx<'_, '_> {
             anchor,
             d2: p.d2,
             label_box: b,
-            placement: if b.contains(anchor) {
+            // A label that ended up over its anchor anyway counts as inside,
+            // unless the region is fully covered by smaller ones.
+            placement: if area > 0 && b.contains(anchor) {
                 Placement::Inside
             } else {
                 Placement::Outside
@@ -314,6 +316,11 @@ impl Ctx<'_, '_> {
     ) -> Result<Placed, SomError> {
         let size = self.size;
         let (edt, window) = self.transform(i, scratch, cached)?;
+        let inside = if self.own[i].0 > 0 {
+            Placement::Inside
+        } else {
+            Placement::Outside
+        };
         let mut best: Option<(usize, Placed)> = None;
         let mut top: Option<(Point, u32)> = None;
         for p in edt.candidates().take(FALLBACK_CANDIDATES) {
@@ -328,7 +335,7 @@ impl Ctx<'_, '_> {
                         anchor,
                         d2: p.d2,
                         label_box: b,
-                        placement: Placement::Inside,
+                        placement: inside,
                     },
                 ));
                 if c <= 1 {
