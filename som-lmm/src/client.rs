@@ -157,7 +157,10 @@ pub enum MaxTokensField {
 ///     .with_timeout(Duration::from_secs(30));
 /// assert!(!format!("{cfg:?}").contains("sk-local"));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// `Debug` also redacts query values whose names suggest a secret (`key`,
+/// `token`, `secret`, `sig`…) and the key wherever it appears in the base URL.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The provider API to speak.
     pub provider: Provider,
@@ -193,6 +196,52 @@ pub struct ClientConfig {
     pub image_limits: Option<ImageLimits>,
     /// OpenAI's image `detail` (`"high"`, `"low"`, `"auto"`).
     pub image_detail: String,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scrub = |s: &str| {
+            self.api_key
+                .as_ref()
+                .map_or_else(|| s.to_string(), |k| k.scrub(s))
+        };
+        let query: Vec<(String, String)> = self
+            .query
+            .iter()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let secret = ["key", "token", "secret", "sig", "password", "auth"]
+                    .iter()
+                    .any(|w| lower.contains(w));
+                (
+                    k.clone(),
+                    if secret {
+                        "<redacted>".to_string()
+                    } else {
+                        scrub(v)
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("ClientConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url.as_deref().map(scrub))
+            .field("api_key", &self.api_key)
+            .field("key_env", &self.key_env)
+            .field("query", &query)
+            .field("openai_auth", &self.openai_auth)
+            .field("max_tokens_field", &self.max_tokens_field)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry", &self.retry)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("temperature", &self.temperature)
+            .field("structured_output", &self.structured_output)
+            .field("image_limits", &self.image_limits)
+            .field("image_detail", &self.image_detail)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -301,7 +350,13 @@ impl fmt::Debug for LmmClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LmmClient")
             .field("name", &self.name)
-            .field("base_url", &self.base_url)
+            .field(
+                "base_url",
+                &self
+                    .key
+                    .as_ref()
+                    .map_or_else(|| self.base_url.clone(), |k| k.scrub(&self.base_url)),
+            )
             .field("key", &self.key)
             .field("config", &self.config)
             .finish()

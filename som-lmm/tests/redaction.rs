@@ -41,6 +41,15 @@ fn configs_and_clients_never_print_the_key() {
         ClientConfig::azure("https://x.openai.azure.com", "dep", "2024-10-21").with_api_key(key.clone()),
     );
     configs.push(config(Provider::OpenAi, "m", "http://127.0.0.1:9/v1"));
+    // Keys where they do not belong: in the base URL, or as a query parameter.
+    configs.push(config(
+        Provider::OpenAi,
+        "m",
+        &format!("http://user:{KEY}@127.0.0.1:9/v1"),
+    ));
+    let mut q = config(Provider::Gemini, "m", "http://127.0.0.1:9/v1beta");
+    q.query = vec![("key".into(), KEY.into()), ("alt".into(), "json".into())];
+    configs.push(q);
     for cfg in configs {
         assert_clean("config", &format!("{cfg:?} {cfg:#?}"));
         let client = LmmClient::new(cfg.clone()).unwrap();
