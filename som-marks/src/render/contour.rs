@@ -335,11 +335,23 @@ pub(crate) fn outline_coverage(mask: &Mask, width: f32) -> Option<Coverage> {
                 (f64::from(q.0) - ox as f64) as f32,
                 (f64::from(q.1) - oy as f64) as f32,
             );
-            capsule(&mut cov, cw, ch, a, e, half);
+            // long (especially diagonal) segments go in pieces of at most
+            // PIECE px, so each capsule's box stays close to the line
+            let len = ((e.0 - a.0).powi(2) + (e.1 - a.1).powi(2)).sqrt();
+            let n = (len / PIECE).ceil().max(1.0) as usize;
+            for k in 0..n {
+                let (t0, t1) = (k as f32 / n as f32, (k + 1) as f32 / n as f32);
+                let p0 = (a.0 + (e.0 - a.0) * t0, a.1 + (e.1 - a.1) * t0);
+                let p1 = (a.0 + (e.0 - a.0) * t1, a.1 + (e.1 - a.1) * t1);
+                capsule(&mut cov, cw, ch, p0, p1, half);
+            }
         }
     }
     Some(Coverage::from_dense(&cov, cw, ox, oy, size.width, size.height))
 }
+
+/// The longest piece a segment is rasterised in (see [`outline_coverage`]).
+const PIECE: f32 = 4.0;
 
 /// Max-blends into `cov` (`cw` × `ch`) the coverage of the capsule of radius
 /// `half` around the segment `a`–`b` (crop coordinates, pixel centres at +0.5).
