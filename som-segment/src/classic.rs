@@ -3,10 +3,13 @@
 //! a model can talk about.
 //!
 //! The post-processing works on the region adjacency graph of the label map
-//! (4-connected boundaries), with per-region mean CIELAB colour and, per
-//! boundary, its length and mean colour contrast (ΔE76 between the pixels on
-//! either side). Two regions' *dissimilarity* is
-//! `ΔE(mean colours) + boundary_weight × mean boundary contrast`.
+//! (4-connected boundaries), with per-region mean CIELAB colour and texture
+//! (mean ΔE76 between 4-neighbour pixels inside the region) and, per
+//! boundary, its length and mean contrast (ΔE76 between the pixels on either
+//! side). Two regions' *dissimilarity* is
+//! `ΔE(mean colours) + boundary_weight × max(0, boundary contrast − mean
+//! texture of the two)`: a boundary counts only where it is stronger than the
+//! texture around it, so wood grain or fur merges while object edges hold.
 //! Steps, in order:
 //!
 //! 1. **Tiny regions** (area below `min_area` of the image) merge into their
@@ -64,7 +67,8 @@ pub struct ClassicParams {
     /// Neighbours whose dissimilarity is below this (ΔE76 units) merge even
     /// below `min_regions` (default 4: hardly distinguishable).
     pub same_delta_e: f64,
-    /// Weight of the mean boundary contrast in the dissimilarity (default 1).
+    /// Weight of the boundary contrast (beyond the regions' texture) in the
+    /// dissimilarity (default 1).
     pub boundary_weight: f64,
     /// Regions smaller than this fraction of the image merge into their most
     /// similar neighbour (default 0.002, i.e. 0.2 %).
@@ -257,6 +261,9 @@ struct Node {
     touches_border: bool,
     alive: bool,
     adj: BTreeMap<u32, Boundary>,
+    /// 4-neighbour pixel pairs inside the region and the sum of their ΔE
+    /// (its texture, against which boundary contrast is judged).
+    inner: Boundary,
 }
 
 impl Node {
@@ -313,8 +320,12 @@ impl Rag {
                 }
                 let link = |j: usize, nodes: &mut Vec<Node>| {
                     let m = labels[j];
-                    if m != l {
-                        let c = delta_e(&lab[i], &lab[j]);
+                    let c = delta_e(&lab[i], &lab[j]);
+                    if m == l {
+                        let inner = &mut nodes[l as usize].inner;
+                        inner.len += 1;
+                        inner.contrast += c;
+                    } else {
                         for (a, b) in [(l, m), (m, l)] {
                             let node = &mut nodes[a as usize];
                             node.perimeter += 1;
@@ -350,8 +361,17 @@ impl Rag {
         let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
         let (ma, mb) = (na.mean(), nb.mean());
         let de = ((ma[0] - mb[0]).powi(2) + (ma[1] - mb[1]).powi(2) + (ma[2] - mb[2]).powi(2)).sqrt();
-        let contrast = na.adj.get(&b).map_or(0.0, |e| e.contrast / e.len.max(1) as f64);
-        de + self.boundary_weight * contrast
+        // Boundary contrast beyond the regions' own texture.
+        let mean = |e: &Boundary| {
+            if e.len == 0 {
+                0.0
+            } else {
+                e.contrast / e.len as f64
+            }
+        };
+        let boundary = na.adj.get(&b).map_or(0.0, mean);
+        let texture = 0.5 * (mean(&na.inner) + mean(&nb.inner));
+        de + self.boundary_weight * (boundary - texture).max(0.0)
     }
 
     /// The size-weighted merge cost used for the target count.
@@ -405,7 +425,9 @@ impl Rag {
             ea.contrast += e.contrast;
         }
         let na = &mut self.nodes[a as usize];
-        na.adj.remove(&b);
+        let between = na.adj.remove(&b).unwrap_or_default();
+        na.inner.len += nb.inner.len + between.len;
+        na.inner.contrast += nb.inner.contrast + between.contrast;
         na.area += nb.area;
         for c in 0..3 {
             na.lab_sum[c] += nb.lab_sum[c];
