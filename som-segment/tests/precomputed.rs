@@ -242,3 +242,42 @@ fn boxes_clip_or_fail_with_the_index() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn coco_files_pick_the_image_by_id_or_name() -> anyhow::Result<()> {
+    use som_core::json::ImageSelector;
+    let dir = temp_dir("coco");
+    let path = dir.join("instances.json");
+    std::fs::write(
+        &path,
+        r#"{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 8},
+                      {"id": 2, "file_name": "dir/b.png", "width": 10, "height": 8}],
+            "categories": [{"id": 3, "name": "cup"}],
+            "annotations": [
+              {"id": 11, "image_id": 1, "category_id": 3, "bbox": [1, 1, 4, 4],
+               "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]], "area": 16, "iscrowd": 0},
+              {"id": 12, "image_id": 2, "category_id": 3, "bbox": [0, 0, 2, 2],
+               "segmentation": {"size": [8, 10], "counts": [0, 2, 6, 2, 70]}, "area": 4, "iscrowd": 1},
+              {"id": 13, "image_id": 2, "bbox": [6, 2, 3, 3]}]}"#,
+    )?;
+    let size = ImageSize::new(10, 8);
+    let by_id = Precomputed::json(&path, Some(ImageSelector::Id(2))).load(size)?;
+    assert_eq!(
+        by_id.regions.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![12, 13]
+    );
+    assert_eq!(by_id.regions[0].area(), 4);
+    assert_eq!(by_id.regions[0].label.as_deref(), Some("cup"));
+    assert!(by_id.regions[1].mask.is_none());
+    let by_name = Precomputed::json(&path, Some(ImageSelector::FileName("a.png".into()))).load(size)?;
+    assert_eq!(by_name.regions.len(), 1);
+    assert_eq!(by_name.regions[0].id, 11);
+    let err = err_of(Precomputed::json(&path, None).load(size), "ambiguous");
+    assert!(err.to_string().contains("2 images"), "{err}");
+    let err = err_of(
+        Precomputed::json(&path, Some(ImageSelector::Id(9))).load(size),
+        "missing image",
+    );
+    assert!(err.to_string().contains("no matching entry"), "{err}");
+    Ok(())
+}
