@@ -209,3 +209,58 @@ fn golden_renders_are_deterministic_across_thread_counts() -> Result<()> {
     assert_eq!(encode_png(&a)?, encode_png(&b)?);
     Ok(())
 }
+
+/// A real photo: a 160×120 window of `chelsea.png` with the reference
+/// felzenszwalb regions that reach into it (cut to the window), marks at the
+/// centres of the boxes of the 12 largest, in the default look.
+#[test]
+fn photo_window_default_look() -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let text = std::fs::read_to_string(root.join("masks/felz_chelsea.json"))?;
+    let (_, full) = som_core::json::read_regions(&text)?;
+    let photo = image::open(root.join("images/chelsea.png"))?.to_rgb8();
+    let (wx, wy, ww, wh) = (150u32, 60u32, 160u32, 120u32);
+    let size = ImageSize::new(ww, wh);
+    let window = BBox::new(wx, wy, ww, wh);
+    let regions: Vec<Region> = full
+        .regions
+        .iter()
+        .filter(|r| r.bbox.intersects(&window))
+        .filter_map(|r| {
+            let m = r.mask.as_ref()?;
+            let cut = Mask::from_fn(size, |x, y| m.contains(Point::new(x + wx, y + wy)));
+            (!cut.is_empty()).then(|| Region::from_mask(r.id, cut))
+        })
+        .collect();
+    assert!(regions.len() > 10, "{} regions in the window", regions.len());
+    let seg = Segmentation::new(size, regions)?;
+    let image = image::imageops::crop_imm(&photo, wx, wy, ww, wh).to_image();
+    let r = Renderer::default();
+    let anchors: Vec<(usize, String, u32, u32)> = seg
+        .order_by_area()
+        .into_iter()
+        .take(12)
+        .enumerate()
+        .map(|(rank, i)| {
+            let c = seg.regions[i].bbox.center();
+            (i, (rank + 1).to_string(), c.x, c.y)
+        })
+        .collect();
+    let marks: Vec<Mark> = anchors
+        .iter()
+        .enumerate()
+        .map(|(k, (region, text, x, y))| {
+            let (w, h) = r.label_size(text, size, 1.0);
+            let lx = x.saturating_sub(w / 2).min(ww.saturating_sub(w));
+            let ly = y.saturating_sub(h / 2).min(wh.saturating_sub(h));
+            Mark::new(
+                k as u32 + 1,
+                text.clone(),
+                Point::new(*x, *y),
+                *region,
+                BBox::new(lx, ly, w, h),
+            )
+        })
+        .collect();
+    check("chelsea_window_default", &r.render(&image, &seg, &marks)?)
+}
