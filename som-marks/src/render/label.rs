@@ -3,7 +3,7 @@
 
 use som_core::BBox;
 
-use super::font::{draw_text, layout, GlyphCache, TextLayout};
+use super::font::{draw_text, layout, size_key, GlyphCache, TextLayout};
 use super::palette::{blend, text_colour};
 
 /// Padding around the text ink, as a fraction of the em size (at least 1 px).
@@ -25,24 +25,30 @@ pub(crate) fn label_dims(text: &str, em_px: f32, cache: &mut GlyphCache) -> (u32
 }
 
 /// The largest text that fits `bbox` (its padded box within `bbox`), no larger
-/// than `max_em`, in quarter-pixel steps; never below 1 px.
+/// than `max_em`, on the 1/8 px size grid; never below 1 px.
+///
+/// For a box measured by [`label_dims`] at some size, this gives at least that
+/// size (sizes whose rounded boxes tie with it may come out a little larger).
 pub(crate) fn fit(text: &str, bbox: BBox, max_em: f32, cache: &mut GlyphCache) -> TextLayout {
-    let (w0, h0) = label_dims(text, max_em, cache);
-    let mut em = max_em;
-    if w0 > bbox.width || h0 > bbox.height {
-        let s = (bbox.width as f32 / w0 as f32).min(bbox.height as f32 / h0 as f32);
-        em = ((max_em * s) * 4.0).floor() / 4.0;
-        // the padding rounds, so step down until it fits (bounded: em shrinks each turn)
-        while em > 1.0 {
-            let (w, h) = label_dims(text, em, cache);
-            if w <= bbox.width && h <= bbox.height {
-                break;
-            }
-            em -= 0.25;
-        }
-        em = em.max(1.0);
+    let fits = |key: u32, cache: &mut GlyphCache| {
+        let (w, h) = label_dims(text, key as f32 / 8.0, cache);
+        w <= bbox.width && h <= bbox.height
+    };
+    let floor = size_key(1.0);
+    let top = size_key(max_em).max(floor);
+    // box sizes round, so they are not strictly monotone in the font size:
+    // start a little above the proportional estimate and walk down the grid
+    let (w0, h0) = label_dims(text, top as f32 / 8.0, cache);
+    let ratio = (bbox.width as f32 / w0.max(1) as f32).min(bbox.height as f32 / h0.max(1) as f32);
+    let mut key = if ratio >= 1.0 {
+        top
+    } else {
+        size_key(top as f32 / 8.0 * ratio * 1.15 + 1.0).min(top)
+    };
+    while key > floor && !fits(key, cache) {
+        key -= 1;
     }
-    layout(text, em, cache)
+    layout(text, key as f32 / 8.0, cache)
 }
 
 /// Draws one label into the RGB canvas `buf` of `width` × `height`: the box
@@ -123,6 +129,28 @@ mod tests {
         let p = padding(crate::render::font::size_key(1.0) as f32 / 8.0);
         assert!(t.width + 2 * p <= b.width + 2 * p && t.width < w);
         assert!(t.height < h);
+    }
+
+    #[test]
+    fn fit_recovers_the_size_a_box_was_measured_at() {
+        // an allocator measures at scale s; the renderer must draw about that size
+        let mut c = GlyphCache::default();
+        let base = 17.7;
+        for text in ["1", "42", "199", "a", "zz", "aag"] {
+            for s in [0.3f32, 0.5, 0.565, 0.7, 0.85, 1.0] {
+                let em = base * s;
+                let (w, h) = label_dims(text, em, &mut c);
+                let t = fit(text, BBox::new(0, 0, w, h), base, &mut c);
+                let p = padding(t.key as f32 / 8.0);
+                assert!(t.width + 2 * p <= w && t.height + 2 * p <= h, "{text} at {s}");
+                let got = t.key as f32 / 8.0;
+                // at least the measured size (up to the 1/8 px grid); larger only where it still fits
+                assert!(
+                    got >= em - 0.125 && got <= size_key(base) as f32 / 8.0,
+                    "{text} at {s}: {got} vs {em}"
+                );
+            }
+        }
     }
 
     #[test]
