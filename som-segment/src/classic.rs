@@ -28,7 +28,8 @@
 //!    `split_disconnected` is set, regions are split into 4-connected pieces
 //!    (pieces below `min_area` merge into their most similar neighbour).
 //!
-//! Every pixel ends up in exactly one region; regions are numbered `1..` in
+//! Images larger than `max_side` (default 1024 px) are segmented at that
+//! size and the labels scaled back up. Every pixel ends up in exactly one region; regions are numbered `1..` in
 //! order of first appearance (row-major).
 
 use std::cmp::Reverse;
@@ -83,6 +84,11 @@ pub struct ClassicParams {
     /// Felzenszwalb regions are 8-connected, so this only separates pieces
     /// that touch diagonally).
     pub split_disconnected: bool,
+    /// Images whose longer side exceeds this many pixels are segmented at
+    /// this size (area-averaged downscale) and the labels scaled back up
+    /// (nearest neighbour), so big photos stay fast and get regions of the
+    /// same relative size (default 1024; `None`: always native size).
+    pub max_side: Option<u32>,
 }
 
 impl Default for ClassicParams {
@@ -98,6 +104,7 @@ impl Default for ClassicParams {
             hole_area: 0.01,
             sliver_width: 3.0,
             split_disconnected: false,
+            max_side: Some(1024),
         }
     }
 }
@@ -111,6 +118,9 @@ impl ClassicParams {
         self.felzenszwalb.validate()?;
         if self.max_regions == 0 {
             return Err(SegmentError::param("max_regions", "0 must be at least 1"));
+        }
+        if self.max_side == Some(0) {
+            return Err(SegmentError::param("max_side", "0 must be at least 1"));
         }
         if self.min_regions > self.max_regions {
             return Err(SegmentError::param(
@@ -187,6 +197,24 @@ impl Classic {
     /// images Felzenszwalb cannot take.
     pub fn label_map(&self, image: &DynamicImage) -> Result<LabelMap, SegmentError> {
         self.params.validate()?;
+        let (w, h) = (image.width(), image.height());
+        let longer = w.max(h);
+        match self.params.max_side {
+            Some(max) if longer > max && w > 0 && h > 0 => {
+                let f = max as f64 / longer as f64;
+                let (sw, sh) = (
+                    ((w as f64 * f).round() as u32).max(1),
+                    ((h as f64 * f).round() as u32).max(1),
+                );
+                let small = image.resize_exact(sw, sh, image::imageops::FilterType::Triangle);
+                let map = self.label_map_native(&small)?;
+                Ok(upscale_labels(&map, ImageSize::new(w, h)))
+            }
+            _ => self.label_map_native(image),
+        }
+    }
+
+    fn label_map_native(&self, image: &DynamicImage) -> Result<LabelMap, SegmentError> {
         let base = felzenszwalb(image, &self.params.felzenszwalb)?;
         let rgb = image.to_rgb8();
         let lab = lab_image(rgb.as_raw());
@@ -202,6 +230,25 @@ impl Segmenter for Classic {
     fn name(&self) -> &str {
         "classic"
     }
+}
+
+/// Nearest-neighbour upscaling of a label map to `size` (pixel centres
+/// mapped back), renumbered by first appearance.
+fn upscale_labels(map: &LabelMap, size: ImageSize) -> LabelMap {
+    let src = map.size();
+    let (sw, sh) = (src.width as u64, src.height as u64);
+    let xs: Vec<usize> = (0..size.width as u64)
+        .map(|x| ((2 * x + 1) * sw / (2 * size.width as u64)).min(sw - 1) as usize)
+        .collect();
+    let mut labels = Vec::with_capacity(size.pixels() as usize);
+    for y in 0..size.height as u64 {
+        let sy = ((2 * y + 1) * sh / (2 * size.height as u64)).min(sh - 1) as usize;
+        let row = &map.labels()[sy * sw as usize..(sy + 1) * sw as usize];
+        labels.extend(xs.iter().map(|&sx| row[sx]));
+    }
+    let mut out = LabelMap::from_parts(size, labels, map.count());
+    out.relabel_sequential();
+    out
 }
 
 /// sRGB (8-bit, D65) to CIELAB, one `[L, a, b]` per pixel.
@@ -718,6 +765,38 @@ mod tests {
         ] {
             assert!(matches!(p.validate(), Err(SegmentError::Param { .. })), "{p:?}");
         }
+    }
+
+    #[test]
+    fn upscaled_labels_keep_the_layout() {
+        let map = LabelMap::new(ImageSize::new(2, 2), vec![0, 1, 2, 2]).expect("map");
+        // Column 2's centre (2.5 of 5) maps onto the source boundary and rounds right.
+        let up = upscale_labels(&map, ImageSize::new(5, 4));
+        assert_eq!(up.count(), 3);
+        assert_eq!(
+            up.labels(),
+            &[0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
+        );
+    }
+
+    #[test]
+    fn big_images_are_segmented_downscaled() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(300, 200, |x, _| {
+            if x < 150 {
+                image::Rgb([200, 30, 30])
+            } else {
+                image::Rgb([30, 30, 200])
+            }
+        }));
+        let p = ClassicParams {
+            max_side: Some(60),
+            ..Default::default()
+        };
+        let map = Classic::new(p).label_map(&img).expect("segments");
+        assert_eq!(map.size(), ImageSize::new(300, 200));
+        assert_eq!(map.count(), 2);
+        assert_eq!(map.get(149, 100), Some(0));
+        assert_eq!(map.get(150, 100), Some(1));
     }
 
     #[test]

@@ -100,6 +100,10 @@ impl FelzenszwalbParams {
     }
 }
 
+/// The largest image [`felzenszwalb()`] accepts: 50 megapixels (it needs
+/// about 150 bytes per pixel, so 7.5 GB at this size).
+pub const MAX_PIXELS: u64 = 50_000_000;
+
 /// The image as float64 planes in `[0, 1]`, one per channel (1 or 3).
 pub(crate) struct Planes {
     pub(crate) size: ImageSize,
@@ -113,9 +117,9 @@ pub(crate) fn to_planes(image: &DynamicImage) -> Result<Planes, SegmentError> {
     if size.is_empty() {
         return Err(SegmentError::Image(format!("the image is empty ({size})")));
     }
-    if size.pixels() >= 1 << 30 {
+    if size.pixels() > MAX_PIXELS {
         return Err(SegmentError::Image(format!(
-            "{size} has more than 2^30 pixels; downscale it first"
+            "{size} has more than {MAX_PIXELS} pixels (Felzenszwalb needs about 150 bytes per pixel); downscale it first"
         )));
     }
     let n = size.pixels() as usize;
@@ -509,7 +513,8 @@ impl Forest {
 ///
 /// # Errors
 /// [`SegmentError::Param`] for out-of-range parameters,
-/// [`SegmentError::Image`] for an empty image or one of 2^30 pixels or more.
+/// [`SegmentError::Image`] for an empty image or one of more than
+/// [`MAX_PIXELS`] pixels.
 ///
 /// # Example
 /// ```

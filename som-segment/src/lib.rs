@@ -61,7 +61,7 @@ mod precomputed;
 pub use boxes::{parse_boxes, parse_boxes_value, BoxFormat, BoxOptions, Boxes};
 pub use classic::{split_connected, Classic, ClassicParams};
 pub use error::SegmentError;
-pub use felzenszwalb::{felzenszwalb, Felzenszwalb, FelzenszwalbParams};
+pub use felzenszwalb::{felzenszwalb, Felzenszwalb, FelzenszwalbParams, MAX_PIXELS};
 pub use labels::{adjusted_rand_index, LabelMap};
 pub use precomputed::{
     decode_label_png, regions_from_values, LabelMapOptions, Precomputed, RegionSource,
