@@ -83,6 +83,9 @@ pub struct SegmenterArgs {
     /// classic: split regions into 4-connected pieces at the end.
     #[arg(long)]
     pub split_disconnected: bool,
+    /// classic: segment images larger than this (longer side, pixels) at this size; 0: native size.
+    #[arg(long, value_name = "PX", default_value_t = 1024)]
+    pub max_side: u32,
 }
 
 impl SegmenterArgs {
@@ -138,6 +141,7 @@ impl SegmenterArgs {
                     max_regions: self.max_regions,
                     min_regions: self.min_regions.min(self.max_regions),
                     split_disconnected: self.split_disconnected,
+                    max_side: (self.max_side > 0).then_some(self.max_side),
                     ..ClassicParams::default()
                 };
                 params.validate().context("classic segmenter options")?;
