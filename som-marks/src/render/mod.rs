@@ -360,13 +360,12 @@ impl Renderer {
             .filter(|(m, _)| !m.is_empty())
             .collect();
 
-        let outlines: Vec<(Coverage, [u8; 3])> = if draw.contour {
-            masks
+        let outlines: Vec<(Coverage, [u8; 3])> = match contour::Pen::new(line_w) {
+            Some(pen) if draw.contour => masks
                 .par_iter()
-                .filter_map(|&(m, c)| contour::outline_coverage(m, line_w).map(|cov| (cov, c)))
-                .collect()
-        } else {
-            Vec::new()
+                .filter_map(|&(m, c)| contour::outline_coverage(m, &pen).map(|cov| (cov, c)))
+                .collect(),
+            _ => Vec::new(),
         };
 
         let a = alpha_256(self.config.alpha);
