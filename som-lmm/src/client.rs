@@ -625,7 +625,7 @@ fn rejects_structured(e: &crate::ApiError) -> bool {
 
 /// Turns a provider's reply into an answer: the text (the `answer` field of a
 /// structured reply), and the marks it cites resolved against `marked`.
-fn interpret(mut incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
+pub(crate) fn interpret(mut incoming: Incoming, marked: &MarkedImage) -> GroundingAnswer {
     let kinds = LabelKinds::of(marked);
     incoming.text = strip_thinking(&incoming.text).to_string();
     let structured = incoming.structured.clone().or_else(|| {

@@ -41,7 +41,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `mock` | no | `mock::MockServer`: a loopback HTTP server with scripted responses, for testing code that talks to providers |
+//! | `mock` | no | `mock::MockServer` (a loopback HTTP server with scripted responses) and `mock::ScriptedModel` (a `GroundingModel` with scripted answers), for testing code that talks to models |
 //!
 //! ## Example
 //! ```

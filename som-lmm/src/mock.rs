@@ -7,6 +7,10 @@
 //! a response can also hang (read the request, never answer) or close the
 //! connection without answering.
 //!
+//! [`ScriptedModel`] is the same idea one level up: a
+//! [`som_core::GroundingModel`] that answers with scripted texts, parsed
+//! exactly as a provider's answer is, for testing evaluation code.
+//!
 //! ```
 //! use som_lmm::mock::{MockResponse, MockServer};
 //! let server = MockServer::start(vec![MockResponse::json(200, &serde_json::json!({"ok": true}))])?;
@@ -331,5 +335,87 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         529 => "Overloaded",
         _ => "Status",
+    }
+}
+
+/// A [`som_core::GroundingModel`] that answers from a script: each call takes
+/// the next text (the last one repeats) and reads its marks exactly as a
+/// provider's answer is read (structured JSON, `<think>` blocks, brackets…).
+///
+/// ```
+/// use som_core::{GroundingModel, GroundingRequest};
+/// use som_lmm::mock::ScriptedModel;
+/// # let seg = som_core::Segmentation::new(som_core::ImageSize::new(4, 4), vec![som_core::Region::from_box(7, som_core::BBox::new(0, 0, 2, 2))])?;
+/// # let marks = vec![som_core::Mark::new(1, "1", som_core::Point::new(0, 0), 0, som_core::BBox::new(0, 0, 1, 1))];
+/// # let marked = som_core::MarkedImage::new(image::RgbImage::new(4, 4), marks, seg)?;
+/// let model = ScriptedModel::new(vec!["It is [1], not [5].".into()]);
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let answer = rt.block_on(model.ground(&GroundingRequest::new(&marked, "Which?")))?;
+/// assert_eq!((answer.marks[0].id, answer.unknown.clone()), (1, vec!["5".to_string()]));
+/// assert_eq!(model.calls(), 1);
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+#[derive(Debug)]
+pub struct ScriptedModel {
+    answers: Mutex<VecDeque<String>>,
+    last: Mutex<Option<String>>,
+    calls: std::sync::atomic::AtomicUsize,
+    usage: Option<som_core::Usage>,
+}
+
+impl ScriptedModel {
+    /// A model that answers `answers` in order.
+    pub fn new(answers: Vec<String>) -> Self {
+        Self {
+            answers: Mutex::new(answers.into()),
+            last: Mutex::new(None),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            usage: None,
+        }
+    }
+
+    /// Reports `usage` with every answer.
+    #[must_use]
+    pub fn with_usage(mut self, usage: som_core::Usage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// How many questions were asked.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl som_core::GroundingModel for ScriptedModel {
+    fn ground<'a>(
+        &'a self,
+        request: &'a som_core::GroundingRequest<'a>,
+    ) -> som_core::BoxFuture<'a, Result<som_core::GroundingAnswer, som_core::SomError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let next = lock(&self.answers).pop_front();
+        let text = {
+            let mut last = lock(&self.last);
+            match next {
+                Some(t) => {
+                    *last = Some(t.clone());
+                    t
+                }
+                None => last.clone().unwrap_or_default(),
+            }
+        };
+        let incoming = crate::providers::Incoming {
+            text,
+            finish_reason: Some("stop".into()),
+            usage: self.usage,
+            model: Some("scripted".into()),
+            ..crate::providers::Incoming::default()
+        };
+        let answer = crate::client::interpret(incoming, request.marked);
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn name(&self) -> &str {
+        "scripted"
     }
 }

@@ -591,3 +591,36 @@ async fn reasoning_models_thinking_is_not_read_as_the_answer() {
         "the raw response keeps everything"
     );
 }
+
+#[tokio::test]
+async fn the_scripted_model_reads_answers_like_a_provider() {
+    let model = som_lmm::mock::ScriptedModel::new(vec![
+        "<think>[9]?</think>[2]".into(),
+        r#"{"answer": "the cup [3]", "marks": ["3", "77"]}"#.into(),
+        "mark 5".into(),
+    ])
+    .with_usage(som_core::Usage {
+        input_tokens: 100,
+        output_tokens: 5,
+    });
+    let m = marked();
+    let reqs: Vec<_> = (0..4)
+        .map(|i| GroundingRequest::new(&m, format!("q{i}")))
+        .collect();
+    let answers: Vec<_> = som_lmm::ground_all(&model, &reqs, 2)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let got: Vec<Vec<u32>> = answers.iter().map(ids).collect();
+    assert_eq!(
+        got,
+        [vec![2], vec![3], vec![5], vec![5]],
+        "the last answer repeats"
+    );
+    assert_eq!(answers[1].text, "the cup [3]");
+    assert_eq!(answers[1].unknown, ["77"]);
+    assert_eq!(som_lmm::total_usage(&answers).total(), 420);
+    assert_eq!(model.calls(), 4);
+    assert_eq!(GroundingModel::name(&model), "scripted");
+}
