@@ -313,3 +313,57 @@ fn ask_rejects_bad_options_before_any_work() {
         assert!(err.contains(needle), "{err} should mention {needle}");
     }
 }
+
+#[test]
+fn ask_speaks_every_provider() {
+    let cases = [
+        (
+            "anthropic",
+            "/v1/messages",
+            json!({"type": "message", "model": "m", "content": [{"type": "text", "text": "It is [3]."}],
+                   "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 2}}),
+        ),
+        (
+            "gemini",
+            "/models/m:generateContent",
+            json!({"candidates": [{"content": {"parts": [{"text": "It is [3]."}]}, "finishReason": "STOP"}],
+                   "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}}),
+        ),
+        (
+            "ollama",
+            "/api/chat",
+            json!({"model": "m", "message": {"role": "assistant", "content": "It is [3]."}, "done": true,
+                   "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 2}),
+        ),
+    ];
+    for (provider, path, reply) in cases {
+        let server = MockServer::start(vec![MockResponse::json(200, &reply)]).unwrap();
+        let dir = tmp(provider);
+        let answer_json = dir.join("answer.json");
+        let out = som(
+            &[
+                "ask",
+                s(&fixture("images/coffee.png")),
+                "Which mark is the cup?",
+                "--provider",
+                provider,
+                "--model",
+                "m",
+                "--base-url",
+                &server.url(),
+                "--regions",
+                s(&fixture("masks/felz_coffee.json")),
+                "--json",
+                s(&answer_json),
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{provider}: {stderr}");
+        assert_eq!(server.requests()[0].path, path, "{provider}");
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&answer_json).unwrap()).unwrap();
+        assert_eq!(doc["provider"], provider);
+        assert_eq!(doc["marks"][0]["id"], 3, "{provider}");
+        assert_eq!(doc["usage"]["total_tokens"], 7, "{provider}");
+    }
+}
