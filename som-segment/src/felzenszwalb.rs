@@ -110,10 +110,8 @@ pub(crate) struct Planes {
     pub(crate) planes: Vec<Vec<f64>>,
 }
 
-/// Converts an image the way skimage's `img_as_float64` does. Alpha is
-/// dropped; grayscale stays one channel.
-pub(crate) fn to_planes(image: &DynamicImage) -> Result<Planes, SegmentError> {
-    let size = ImageSize::new(image.width(), image.height());
+/// Checks the image size for [`felzenszwalb()`].
+fn check_size(size: ImageSize) -> Result<(), SegmentError> {
     if size.is_empty() {
         return Err(SegmentError::Image(format!("the image is empty ({size})")));
     }
@@ -122,47 +120,94 @@ pub(crate) fn to_planes(image: &DynamicImage) -> Result<Planes, SegmentError> {
             "{size} has more than {MAX_PIXELS} pixels (Felzenszwalb needs about 150 bytes per pixel); downscale it first"
         )));
     }
-    let n = size.pixels() as usize;
-    let from_u8 = |data: &[u8], channels: usize, keep: usize| -> Vec<Vec<f64>> {
-        let f = 1.0 / 255.0;
-        (0..keep)
-            .map(|c| (0..n).map(|i| data[i * channels + c] as f64 * f).collect())
-            .collect()
-    };
-    let from_u16 = |data: &[u16], channels: usize, keep: usize| -> Vec<Vec<f64>> {
-        let f = 1.0 / 65535.0;
-        (0..keep)
-            .map(|c| (0..n).map(|i| data[i * channels + c] as f64 * f).collect())
-            .collect()
-    };
-    let from_f32 = |data: &[f32], channels: usize, keep: usize| -> Vec<Vec<f64>> {
-        (0..keep)
-            .map(|c| {
-                (0..n)
-                    .map(|i| {
-                        let v = data[i * channels + c] as f64;
-                        if v.is_finite() {
-                            v
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    };
+    Ok(())
+}
+
+/// A sample type and its `img_as_float64` conversion.
+trait Sample: Copy + Sync {
+    fn to_f64(self) -> f64;
+}
+
+impl Sample for u8 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64 * (1.0 / 255.0)
+    }
+}
+
+impl Sample for u16 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64 * (1.0 / 65535.0)
+    }
+}
+
+impl Sample for f32 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        let v = self as f64;
+        if v.is_finite() {
+            v
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One channel of interleaved samples: sample `i` is `data[i * stride + offset]`.
+struct Channel<'a, T> {
+    data: &'a [T],
+    stride: usize,
+    offset: usize,
+}
+
+impl<T: Sample> Channel<'_, T> {
+    #[inline]
+    fn get(&self, i: usize) -> f64 {
+        self.data[i * self.stride + self.offset].to_f64()
+    }
+}
+
+/// The first `keep` channels of interleaved `data`, converted and smoothed.
+fn smooth_all<T: Sample>(
+    data: &[T],
+    channels: usize,
+    keep: usize,
+    size: ImageSize,
+    sigma: f64,
+) -> Vec<Vec<f64>> {
+    (0..keep)
+        .into_par_iter()
+        .map(|offset| {
+            let ch = Channel {
+                data,
+                stride: channels,
+                offset,
+            };
+            smooth_channel(&ch, size, sigma)
+        })
+        .collect()
+}
+
+/// Converts the image the way skimage's `img_as_float64` does (`u8 *
+/// (1/255)`, `u16 * (1/65535)`, floats as they are with non-finite values
+/// read as 0; alpha dropped, grayscale kept as one channel) and smooths each
+/// channel (see [`smooth_channel`]).
+pub(crate) fn smoothed_planes(image: &DynamicImage, sigma: f64) -> Result<Planes, SegmentError> {
+    let size = ImageSize::new(image.width(), image.height());
+    check_size(size)?;
     let planes = match image {
-        DynamicImage::ImageLuma8(im) => from_u8(im.as_raw(), 1, 1),
-        DynamicImage::ImageLumaA8(im) => from_u8(im.as_raw(), 2, 1),
-        DynamicImage::ImageRgb8(im) => from_u8(im.as_raw(), 3, 3),
-        DynamicImage::ImageRgba8(im) => from_u8(im.as_raw(), 4, 3),
-        DynamicImage::ImageLuma16(im) => from_u16(im.as_raw(), 1, 1),
-        DynamicImage::ImageLumaA16(im) => from_u16(im.as_raw(), 2, 1),
-        DynamicImage::ImageRgb16(im) => from_u16(im.as_raw(), 3, 3),
-        DynamicImage::ImageRgba16(im) => from_u16(im.as_raw(), 4, 3),
-        DynamicImage::ImageRgb32F(im) => from_f32(im.as_raw(), 3, 3),
-        DynamicImage::ImageRgba32F(im) => from_f32(im.as_raw(), 4, 3),
-        other => from_u8(other.to_rgb8().as_raw(), 3, 3),
+        DynamicImage::ImageLuma8(im) => smooth_all(im.as_raw(), 1, 1, size, sigma),
+        DynamicImage::ImageLumaA8(im) => smooth_all(im.as_raw(), 2, 1, size, sigma),
+        DynamicImage::ImageRgb8(im) => smooth_all(im.as_raw(), 3, 3, size, sigma),
+        DynamicImage::ImageRgba8(im) => smooth_all(im.as_raw(), 4, 3, size, sigma),
+        DynamicImage::ImageLuma16(im) => smooth_all(im.as_raw(), 1, 1, size, sigma),
+        DynamicImage::ImageLumaA16(im) => smooth_all(im.as_raw(), 2, 1, size, sigma),
+        DynamicImage::ImageRgb16(im) => smooth_all(im.as_raw(), 3, 3, size, sigma),
+        DynamicImage::ImageRgba16(im) => smooth_all(im.as_raw(), 4, 3, size, sigma),
+        DynamicImage::ImageRgb32F(im) => smooth_all(im.as_raw(), 3, 3, size, sigma),
+        DynamicImage::ImageRgba32F(im) => smooth_all(im.as_raw(), 4, 3, size, sigma),
+        other => smooth_all(other.to_rgb8().as_raw(), 3, 3, size, sigma),
     };
     Ok(Planes { size, planes })
 }
@@ -221,33 +266,34 @@ fn reflect(i: i64, n: i64) -> usize {
     m as usize
 }
 
-/// Smooths one plane in place as `scipy.ndimage.gaussian_filter(plane,
-/// sigma, mode="reflect", truncate=4.0)`: axis 0 (down the columns), then
-/// axis 1 (along the rows), each with scipy's symmetric correlation order.
-pub(crate) fn gaussian_smooth(plane: &mut [f64], size: ImageSize, sigma: f64) {
-    if sigma <= 1e-15 {
-        return;
-    }
+/// One channel smoothed as `scipy.ndimage.gaussian_filter(plane, sigma,
+/// mode="reflect", truncate=4.0)` would smooth its float64 conversion:
+/// axis 0 (down the columns, read straight from the image), then axis 1
+/// (along the rows, in place), each with scipy's symmetric correlation order
+/// (`in[0]·w0`, then `(in[-j] + in[j])·wj` from the outermost tap in).
+fn smooth_channel<T: Sample>(ch: &Channel<'_, T>, size: ImageSize, sigma: f64) -> Vec<f64> {
     let w = size.width as usize;
     let h = size.height as usize;
+    if sigma <= 1e-15 {
+        return (0..w * h).map(|i| ch.get(i)).collect();
+    }
     let k = gaussian_kernel(sigma);
     let r = k.len() / 2;
-    // Offsets as scipy visits them: fw[-r], …, fw[-1] (weights k[0..r]).
     let centre = k[r];
+    let mut plane = vec![0.0f64; w * h];
     // Axis 0.
-    let src = plane.to_vec();
     plane.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
-        let row = |yy: i64| &src[reflect(yy, h as i64) * w..][..w];
+        let row = |yy: i64| reflect(yy, h as i64) * w;
         let here = row(y as i64);
-        for (o, &v) in out.iter_mut().zip(here) {
-            *o = v * centre;
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = ch.get(here + x) * centre;
         }
         for j in (1..=r).rev() {
             let up = row(y as i64 - j as i64);
             let down = row(y as i64 + j as i64);
             let wj = k[r - j];
-            for ((o, &a), &b) in out.iter_mut().zip(up).zip(down) {
-                *o += (a + b) * wj;
+            for (x, o) in out.iter_mut().enumerate() {
+                *o += (ch.get(up + x) + ch.get(down + x)) * wj;
             }
         }
     });
@@ -266,6 +312,7 @@ pub(crate) fn gaussian_smooth(plane: &mut [f64], size: ImageSize, sigma: f64) {
             *out = acc;
         }
     });
+    plane
 }
 
 /// The smoothed image's planes and the edge geometry.
@@ -530,12 +577,7 @@ impl Forest {
 /// ```
 pub fn felzenszwalb(image: &DynamicImage, params: &FelzenszwalbParams) -> Result<LabelMap, SegmentError> {
     params.validate()?;
-    let mut planes = to_planes(image)?;
-    let size = planes.size;
-    planes
-        .planes
-        .par_iter_mut()
-        .for_each(|p| gaussian_smooth(p, size, params.sigma));
+    let planes = smoothed_planes(image, params.sigma)?;
     Ok(felzenszwalb_planes(&planes, params))
 }
 
