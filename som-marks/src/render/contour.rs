@@ -235,6 +235,7 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
             finish_row(cy, &mut ring);
             continue; // two empty rows: no cell crosses (the pad is outside too)
         }
+        let base = cy % side; // ring slot of crop row cy
         let mut cx = 0usize;
         while cx <= bw {
             // cells cx..cx+8 read crop columns cx-1..=cx+7: skip them when those
@@ -261,7 +262,8 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
             {
                 let st = &pen.stamps[pair];
                 for j in 0..side {
-                    let row = &mut ring[((cy + j) % side) * cw + cx..][..side];
+                    let slot = if base + j >= side { base + j - side } else { base + j };
+                    let row = &mut ring[slot * cw + cx..][..side];
                     for (o, &v) in row.iter_mut().zip(&st[j * side..(j + 1) * side]) {
                         *o = (*o).max(v);
                     }
