@@ -28,7 +28,25 @@
 //! mask, contour or box is on, since the box is all there is of them.
 //!
 //! Everything is clipped to the image; output is byte-identical for the same
-//! inputs and configuration.
+//! inputs and configuration, whatever the number of threads.
+//!
+//! # Labels and fonts
+//! Labels are set in DejaVu Sans Bold, embedded in the crate (Bitstream Vera
+//! licence, shipped as `assets/LICENSE-DejaVu`), so nothing depends on system
+//! fonts. The default size scales with the image
+//! ([`RenderConfig::font_px_for`]); [`LabelMeasure::label_size`] gives the box
+//! a label needs at a scale, and [`LabelMeasure::min_scale`] the smallest
+//! legible scale, so an allocator can shrink crowded labels. The renderer
+//! fits each text into whatever box the allocator settled on.
+//!
+//! # Performance
+//! Tints and outlines are composited in parallel bands of rows (rayon), each
+//! touching only the regions whose boxes cross it; outlines are computed per
+//! region in parallel and kept as sparse spans; glyphs are rasterised once
+//! and cached in the renderer. 200 masks with tints and labels at 1024×768
+//! render about 30× faster than supervision's `MaskAnnotator` +
+//! `LabelAnnotator` (`tools/bench/compare_render.py`, bench
+//! `render/synth_1024x768_n200`).
 //!
 //! # Example
 //! ```
