@@ -8,6 +8,7 @@
 mod ask;
 mod io;
 mod mark;
+mod sam_args;
 mod seg_args;
 mod segment;
 

@@ -29,6 +29,8 @@ pub enum SegmenterKind {
     Regions,
     /// Box-only regions from --boxes FILE.
     Boxes,
+    /// SAM's automatic mask generator on LibTorch (--checkpoint PATH; needs the torch feature).
+    Sam,
 }
 
 /// Box coordinate formats for `--box-format`.
@@ -86,6 +88,9 @@ pub struct SegmenterArgs {
     /// classic: segment images larger than this (longer side, pixels) at this size; 0: native size.
     #[arg(long, value_name = "PX", default_value_t = 1024)]
     pub max_side: u32,
+    /// SAM options (`--segmenter sam`).
+    #[command(flatten)]
+    pub sam: crate::sam_args::SamArgs,
 }
 
 impl SegmenterArgs {
@@ -106,7 +111,7 @@ impl SegmenterArgs {
                 bail!("--segmenter regions needs --regions FILE")
             }
             SegmenterKind::Boxes if self.boxes.is_none() => bail!("--segmenter boxes needs --boxes FILE"),
-            SegmenterKind::Classic | SegmenterKind::Felzenszwalb
+            SegmenterKind::Classic | SegmenterKind::Felzenszwalb | SegmenterKind::Sam
                 if self.regions.is_some() || self.boxes.is_some() =>
             {
                 bail!(
@@ -191,6 +196,7 @@ impl SegmenterArgs {
                     },
                 ))
             }
+            SegmenterKind::Sam => self.sam.build()?,
         })
     }
 

@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use som_core::{ImageSize, Rle};
 use tch::{Kind, Tensor};
@@ -403,49 +404,66 @@ impl AutomaticMaskGenerator {
         let k = iou.len() / points.len();
         let (ch, cw) = embedding.original_size;
         let (ch, cw) = (ch as usize, cw as usize);
-        let mut logits = vec![0f32; ch * cw];
-        let mut bits = vec![0u8; ch * cw];
+        let px = ch * cw;
         let hi = (MASK_THRESHOLD + self.options.stability_score_offset) as f32;
         let lo = (MASK_THRESHOLD - self.options.stability_score_offset) as f32;
-        let thr = MASK_THRESHOLD as f32;
         let iou_thr = self.options.pred_iou_thresh as f32;
         let stab_thr = self.options.stability_score_thresh as f32;
-        let mut out = Vec::new();
-        for (i, &score) in iou.iter().enumerate() {
-            if self.options.pred_iou_thresh > 0.0
-                && score.partial_cmp(&iou_thr) != Some(std::cmp::Ordering::Greater)
-            {
-                continue;
-            }
-            masks.get(i as i64).copy_data(&mut logits, ch * cw);
-            let (mut inter, mut union) = (0u32, 0u32);
-            for &v in &logits {
-                inter += u32::from(v > hi);
-                union += u32::from(v > lo);
-            }
-            let stability = inter as f32 / union as f32;
-            // NaN (an empty union) fails the test, as in torch.
-            if self.options.stability_score_thresh > 0.0
-                && stability.partial_cmp(&stab_thr).is_none_or(|o| o.is_lt())
-            {
-                continue;
-            }
-            for (b, &v) in bits.iter_mut().zip(&logits) {
-                *b = u8::from(v > thr);
-            }
-            let bbox = mask_to_box(&bits, cw, ch);
-            if is_box_near_crop_edge(bbox, crop_box, [0, 0, i64::from(orig_w), i64::from(orig_h)]) {
-                continue;
-            }
-            out.push(Candidate {
-                counts: crop_rle_counts(&bits, cw, ch, crop_box, orig),
-                bbox,
-                iou: score,
-                point: points[i / k],
-                stability,
-                crop_box,
-            });
+        let kept: Vec<usize> = (0..iou.len())
+            .filter(|&i| {
+                self.options.pred_iou_thresh <= 0.0
+                    || iou[i].partial_cmp(&iou_thr) == Some(std::cmp::Ordering::Greater)
+            })
+            .collect();
+        if masks.kind() != Kind::Float || !masks.is_contiguous() || masks.numel() != iou.len() * px {
+            return Err(SamError::Torch(tch::TchError::Kind(format!(
+                "mask logits are {:?} {:?}, expected contiguous f32 [{}, {ch}, {cw}]",
+                masks.kind(),
+                masks.size(),
+                iou.len()
+            ))));
         }
+        // SAFETY: `masks` is a contiguous CPU f32 tensor of exactly iou.len() * px elements
+        // (checked above) and outlives this slice, which is only read.
+        let all: &[f32] =
+            unsafe { std::slice::from_raw_parts(masks.data_ptr() as *const f32, masks.numel()) };
+        let options = &self.options;
+        let candidates: Vec<Option<Candidate>> = kept
+            .par_iter()
+            .map(|&i| {
+                let logits = &all[i * px..(i + 1) * px];
+                let (mut inter, mut union) = (0u32, 0u32);
+                for &v in logits {
+                    inter += u32::from(v > hi);
+                    union += u32::from(v > lo);
+                }
+                let stability = inter as f32 / union as f32;
+                // NaN (an empty union) fails the test, as in torch.
+                if options.stability_score_thresh > 0.0
+                    && stability.partial_cmp(&stab_thr).is_none_or(|o| o.is_lt())
+                {
+                    return None;
+                }
+                let bits: Vec<u8> = logits
+                    .iter()
+                    .map(|&v| u8::from(v > MASK_THRESHOLD as f32))
+                    .collect();
+                let bbox = mask_to_box(&bits, cw, ch);
+                if is_box_near_crop_edge(bbox, crop_box, [0, 0, i64::from(orig_w), i64::from(orig_h)]) {
+                    return None;
+                }
+                Some(Candidate {
+                    counts: crop_rle_counts(&bits, cw, ch, crop_box, orig),
+                    bbox,
+                    iou: iou[i],
+                    point: points[i / k],
+                    stability,
+                    crop_box,
+                })
+            })
+            .collect();
+        drop(masks);
+        let out: Vec<Candidate> = candidates.into_iter().flatten().collect();
         Ok(out)
     }
 }

@@ -41,6 +41,30 @@ impl SamModel {
     }
 }
 
+impl SamModel {
+    /// The official model a state dict belongs to, from the width of
+    /// `image_encoder.patch_embed.proj.weight`.
+    ///
+    /// # Errors
+    /// [`SamError::MissingWeight`] without that key, [`SamError::Config`] for a width no
+    /// official model has.
+    pub fn detect(weights: &super::Weights) -> Result<SamModel, SamError> {
+        const KEY: &str = "image_encoder.patch_embed.proj.weight";
+        let t = weights
+            .get(KEY)
+            .ok_or_else(|| SamError::MissingWeight { name: KEY.to_owned() })?;
+        let width = t.size().first().copied().unwrap_or(0);
+        [SamModel::VitB, SamModel::VitL, SamModel::VitH]
+            .into_iter()
+            .find(|m| m.config().image_encoder.embed_dim == width)
+            .ok_or_else(|| {
+                SamError::Config(format!(
+                    "checkpoint's image encoder width {width} matches no official model (vit_b 768, vit_l 1024, vit_h 1280)"
+                ))
+            })
+    }
+}
+
 impl std::str::FromStr for SamModel {
     type Err = SamError;
 

@@ -132,6 +132,17 @@ impl Sam {
         Self::load_with_config(path, model.config())
     }
 
+    /// Loads an official checkpoint and recognises its size from the image encoder's width
+    /// (768 `vit_b`, 1024 `vit_l`, 1280 `vit_h`).
+    ///
+    /// # Errors
+    /// As [`Sam::load`]; [`SamError::Config`] when the width matches no official model.
+    pub fn load_detect(path: impl AsRef<Path>) -> Result<(Self, SamModel), SamError> {
+        let weights = Weights::from_file(path)?;
+        let model = SamModel::detect(&weights)?;
+        Ok((Self::from_weights(&weights, model.config())?, model))
+    }
+
     /// Loads a checkpoint for a custom configuration.
     ///
     /// # Errors
