@@ -153,8 +153,8 @@ proptest! {
     }
 
     #[test]
-    fn only_drawn_layers_change_pixels(s in scene(), d in draw()) {
-        let r = Renderer::new(RenderConfig { draw: d, ..RenderConfig::default() });
+    fn only_drawn_layers_change_pixels(s in scene(), d in draw(), lw in prop::option::of(0.3f32..6.0)) {
+        let r = Renderer::new(RenderConfig { draw: d, line_width: lw, ..RenderConfig::default() });
         let out = r.render(&s.image, &s.seg, &s.marks).unwrap();
         let size = s.seg.size;
         let lw = r.config().line_width_for(size);
