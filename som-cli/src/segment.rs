@@ -17,11 +17,11 @@ pub struct SegmentArgs {
     /// Where to write the regions JSON.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    #[command(flatten)]
-    pub segmenter: SegmenterArgs,
     /// Print one JSON line per stage with its time to stderr.
     #[arg(long)]
     pub timings: bool,
+    #[command(flatten)]
+    pub segmenter: SegmenterArgs,
 }
 
 /// Runs `som segment`.
