@@ -262,8 +262,7 @@ impl AutomaticMaskGenerator {
         let start = Instant::now();
         let mut timings = AmgTimings::default();
         let (w, h) = (image.width(), image.height());
-        super::sam::check_image(&image::DynamicImage::ImageRgb8(RgbImage::new(w.max(1), h.max(1))))
-            .map_err(|_| SamError::Image(format!("{w}x{h} image is too small for SAM")))?;
+        super::sam::check_size(w, h)?;
         let (crop_boxes, layers) = generate_crop_boxes(
             (h, w),
             self.options.crop_n_layers,

@@ -176,3 +176,45 @@ mod tests {
         assert_eq!(same, mask.to_vec());
     }
 }
+
+#[cfg(test)]
+mod opencv_parity {
+    use som_core::{ImageSize, Rle};
+
+    use super::*;
+
+    fn decode(v: &serde_json::Value) -> (Vec<u8>, usize, usize) {
+        let h = v["size"][0].as_u64().unwrap() as u32;
+        let w = v["size"][1].as_u64().unwrap() as u32;
+        let rle = Rle::from_compressed(ImageSize::new(w, h), v["counts"].as_str().unwrap()).unwrap();
+        let bytes = rle
+            .to_mask()
+            .to_bytes()
+            .iter()
+            .map(|&b| u8::from(b != 0))
+            .collect();
+        (bytes, w as usize, h as usize)
+    }
+
+    /// Fixtures from tools/fixtures/gen_sam.py: segment_anything's remove_small_regions on cv2.
+    #[test]
+    fn matches_remove_small_regions_on_opencv() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/sam/expected.json");
+        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cases = meta["small_regions"].as_array().unwrap();
+        assert!(cases.len() >= 20);
+        for (i, case) in cases.iter().enumerate() {
+            let (mask, w, h) = decode(&case["input"]);
+            let (want, _, _) = decode(&case["output"]);
+            let mode = if case["mode"] == "holes" {
+                RegionMode::Holes
+            } else {
+                RegionMode::Islands
+            };
+            let thresh = case["area_thresh"].as_f64().unwrap();
+            let (got, changed) = remove_small_regions(&mask, w, h, thresh, mode);
+            assert_eq!(changed, case["changed"].as_bool().unwrap(), "case {i}: changed");
+            assert_eq!(got, want, "case {i} ({mode:?}, {thresh})");
+        }
+    }
+}

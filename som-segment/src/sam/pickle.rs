@@ -410,6 +410,40 @@ mod tests {
         assert_eq!(t.storage.kind, Kind::Float);
     }
 
+    fn small_state_dict() -> Vec<u8> {
+        let mut p: Vec<u8> = vec![0x80, 2];
+        p.extend(b"ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00w");
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\nq\x02((X\x07\x00\x00\x00storage");
+        p.extend(
+            b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQK\x00K\x02\x85K\x01\x85\x89",
+        );
+        p.extend(b"ccollections\nOrderedDict\n)RtRu.");
+        p
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let p = small_state_dict();
+        for n in 0..p.len() {
+            assert!(unpickle(&p[..n]).is_err(), "prefix of {n} bytes");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = unpickle(&bytes);
+        }
+
+        #[test]
+        fn corrupted_state_dicts_never_panic(at in 0usize..160, byte in proptest::num::u8::ANY) {
+            let mut p = small_state_dict();
+            let i = at % p.len();
+            p[i] = byte;
+            let _ = unpickle(&p);
+        }
+    }
+
     #[test]
     fn rejects_unknown_globals_and_truncation() {
         assert!(unpickle(b"\x80\x02cos\nsystem\n)R.")

@@ -113,7 +113,7 @@ pub(crate) fn check_image(image: &image::DynamicImage) -> Result<RgbImage, SamEr
     Ok(image.to_rgb8())
 }
 
-fn check_size(w: u32, h: u32) -> Result<(), SamError> {
+pub(crate) fn check_size(w: u32, h: u32) -> Result<(), SamError> {
     if w < MIN_IMAGE_SIDE || h < MIN_IMAGE_SIDE {
         return Err(SamError::Image(format!(
             "{w}x{h} image is too small (each side needs at least {MIN_IMAGE_SIDE} pixels)"

@@ -185,7 +185,9 @@ fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Result<Ve
     let mut entry = zip
         .by_name(name)
         .map_err(|e| format!("missing archive entry {name} ({e})"))?;
-    let mut out = Vec::with_capacity(entry.size().min(1 << 32) as usize);
+    // The declared size only sizes the first allocation, capped so a lying header cannot
+    // reserve gigabytes; read_to_end grows the buffer to what is really there.
+    let mut out = Vec::with_capacity(entry.size().min(1 << 26) as usize);
     entry
         .read_to_end(&mut out)
         .map_err(|e| format!("archive entry {name} is unreadable or truncated ({e})"))?;
