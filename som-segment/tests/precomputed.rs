@@ -281,3 +281,26 @@ fn coco_files_pick_the_image_by_id_or_name() -> anyhow::Result<()> {
     assert!(err.to_string().contains("no matching entry"), "{err}");
     Ok(())
 }
+
+#[test]
+fn sam_amg_records_read_with_their_scores() -> anyhow::Result<()> {
+    let dir = temp_dir("amg");
+    let path = dir.join("amg.json");
+    // As segment_anything's SamAutomaticMaskGenerator(output_mode="coco_rle") writes them.
+    std::fs::write(
+        &path,
+        r#"[{"segmentation": {"size": [4, 5], "counts": "44<"}, "area": 4, "bbox": [1, 0, 1, 4],
+             "predicted_iou": 0.97, "point_coords": [[1.5, 2.0]], "stability_score": 0.96, "crop_box": [0, 0, 5, 4]},
+            {"segmentation": {"size": [4, 5], "counts": [8, 8, 4]}, "area": 8, "bbox": [2, 0, 2, 4],
+             "predicted_iou": 0.91, "point_coords": [[2.5, 1.0]], "stability_score": 0.99, "crop_box": [0, 0, 5, 4]}]"#,
+    )?;
+    let seg = Precomputed::from_path(&path).load(ImageSize::new(5, 4))?;
+    assert_eq!(seg.regions.len(), 2);
+    assert_eq!(seg.regions[0].area(), 4);
+    assert_eq!(seg.regions[0].bbox, BBox::new(1, 0, 1, 4));
+    assert_eq!(seg.regions[1].bbox, BBox::new(2, 0, 2, 4));
+    assert_eq!(seg.regions[0].source["predicted_iou"], 0.97);
+    let err = err_of(Precomputed::from_path(&path).load(ImageSize::new(4, 5)), "size");
+    assert!(err.to_string().contains("another image size"), "{err}");
+    Ok(())
+}
