@@ -296,6 +296,8 @@ pub struct Edt {
     row: Vec<u32>,
     spans: Vec<(u32, u32)>,
     cands: Vec<(usize, usize)>,
+    row_start: Vec<usize>,
+    row_rects: Vec<u32>,
     row_passes: usize,
 }
 
@@ -629,6 +631,27 @@ impl Edt {
             .filter(|r| r.x0 < r.x1.min(w) && r.y0 < r.y1.min(self.height as u32))
             .copied()
             .collect();
+        // The rectangles of each row, as one flat list (counting sort by row).
+        let h = self.height;
+        self.row_start.clear();
+        self.row_start.resize(h + 2, 0);
+        for r in &rects {
+            for y in r.y0 as usize..(r.y1 as usize).min(h) {
+                self.row_start[y + 2] += 1;
+            }
+        }
+        for y in 2..h + 2 {
+            self.row_start[y] += self.row_start[y - 1];
+        }
+        self.row_rects.clear();
+        self.row_rects.resize(self.row_start[h + 1], 0);
+        for (i, r) in rects.iter().enumerate() {
+            for y in r.y0 as usize..(r.y1 as usize).min(h) {
+                let at = &mut self.row_start[y + 1];
+                self.row_rects[*at] = i as u32;
+                *at += 1;
+            }
+        }
         let mut best: Option<Peak> = None;
         let order = std::mem::take(&mut self.order);
         for &y in &order {
@@ -636,7 +659,8 @@ impl Edt {
             if best.is_some_and(|p| b <= p.d2) {
                 break;
             }
-            allowed_spans(&rects, y, w, &mut self.spans);
+            let mine = &self.row_rects[self.row_start[y as usize]..self.row_start[y as usize + 1]];
+            allowed_spans(mine.iter().map(|&i| &rects[i as usize]), y, w, &mut self.spans);
             if self.spans.is_empty() {
                 continue;
             }
@@ -740,31 +764,36 @@ impl Iterator for Candidates<'_> {
 
 /// Columns of row `y` (of a `w`-wide crop) outside every rectangle, as
 /// half-open spans, left to right.
-fn allowed_spans(rects: &[Rect], y: u32, w: u32, out: &mut Vec<(u32, u32)>) {
+fn allowed_spans<'r>(rects: impl IntoIterator<Item = &'r Rect>, y: u32, w: u32, out: &mut Vec<(u32, u32)>) {
     out.clear();
-    let mut cuts: Vec<(u32, u32)> = rects
-        .iter()
-        .filter(|r| r.y0 <= y && y < r.y1)
-        .map(|r| (r.x0, r.x1.min(w)))
-        .collect();
-    if cuts.is_empty() {
+    // The cuts go to the end of `out` first, then the spans replace them.
+    out.extend(
+        rects
+            .into_iter()
+            .filter(|r| r.y0 <= y && y < r.y1)
+            .map(|r| (r.x0, r.x1.min(w))),
+    );
+    if out.is_empty() {
         out.push((0, w));
         return;
     }
-    cuts.sort_unstable();
+    out.sort_unstable();
+    let n = out.len();
     let mut x = 0u32;
-    for (a, e) in cuts {
+    for i in 0..n {
+        let (a, e) = out[i];
         if a > x {
             out.push((x, a));
         }
         x = x.max(e);
         if x >= w {
-            return;
+            break;
         }
     }
     if x < w {
         out.push((x, w));
     }
+    out.drain(..n);
 }
 
 /// Unpacks `width` bits starting at bit `bit0` of `words` into `out` as 0/1 bytes.

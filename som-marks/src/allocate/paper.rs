@@ -23,10 +23,13 @@ use super::edt::{BinaryCrop, Edt, Rect};
 use super::{clamp_size, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
 
 /// How many descending-distance candidates the overlap fallback tries.
-const FALLBACK_CANDIDATES: usize = 1024;
+const FALLBACK_CANDIDATES: usize = 256;
 /// How far (in label sides) from its anchor a label may go when every spot
 /// beside its region is taken.
 const NEAREST_REACH: u32 = 3;
+/// Label scales whose labels would cover more than this share of the image
+/// are skipped (no layout keeps that many labels apart next to their regions).
+const MAX_DENSITY: f64 = 0.4;
 /// Each smaller label scale is this factor of the previous one.
 const SCALE_STEP: f32 = 0.9;
 
@@ -81,13 +84,39 @@ pub(crate) fn allocate(
     if min_scale < 1.0 {
         scales.push(min_scale);
     }
-    // The transforms the first placement attempt will need again (the
-    // units whose best label box meets another's, and the fully covered
-    // ones), computed in parallel now rather than one by one while placing.
-    let first: Vec<(u32, u32)> = units
+    // Label sizes per scale; scales whose labels would cover more than
+    // MAX_DENSITY of the image cannot be laid out apart and are not tried.
+    type Texts = BTreeMap<usize, (String, (u32, u32))>;
+    let image_area = size.pixels().max(1) as f64;
+    let attempts: Vec<Texts> = scales
         .iter()
-        .map(|u| clamp_size(labels.label_size(&config.labels.text(u.rank), size, 1.0), size))
+        .map(|&scale| {
+            let mut texts = Texts::new();
+            for u in units {
+                texts.entry(u.rank).or_insert_with(|| {
+                    let t = config.labels.text(u.rank);
+                    let s = clamp_size(labels.label_size(&t, size, scale), size);
+                    (t, s)
+                });
+            }
+            texts
+        })
         .collect();
+    let density = |texts: &Texts| {
+        units
+            .iter()
+            .map(|u| texts[&u.rank].1)
+            .map(|(w, h)| w as f64 * h as f64)
+            .sum::<f64>()
+            / image_area
+    };
+    let tried: Vec<usize> = (0..attempts.len())
+        .filter(|&k| k + 1 == attempts.len() || density(&attempts[k]) <= MAX_DENSITY)
+        .collect();
+    // The transforms the first attempt will need again (the units whose best
+    // label box meets another's, and the fully covered ones), computed in
+    // parallel now rather than one by one while placing.
+    let first: Vec<(u32, u32)> = units.iter().map(|u| attempts[tried[0]][&u.rank].1).collect();
     let again = likely_conflicts(size, &own, &peaks, &first);
     let mut cache: Vec<Option<Edt>> = (0..n).map(|_| None).collect();
     let computed = par_with_edt(&again, |&i, edt| {
@@ -99,18 +128,10 @@ pub(crate) fn allocate(
     }
     let mut edt = Edt::new();
     let mut placed = None;
-    for (k, &scale) in scales.iter().enumerate() {
-        let last = k + 1 == scales.len();
-        let mut texts: BTreeMap<usize, (String, (u32, u32))> = BTreeMap::new();
-        for u in units {
-            texts.entry(u.rank).or_insert_with(|| {
-                let t = config.labels.text(u.rank);
-                let s = clamp_size(labels.label_size(&t, size, scale), size);
-                (t, s)
-            });
-        }
-        if let Some(p) = ctx.place_all(&texts, !last, &mut edt, &mut cache)? {
-            placed = Some((p, texts));
+    for (t, &k) in tried.iter().enumerate() {
+        let last = t + 1 == tried.len();
+        if let Some(p) = ctx.place_all(&attempts[k], !last, &mut edt, &mut cache)? {
+            placed = Some((p, &attempts[k]));
             break;
         }
     }
@@ -150,12 +171,19 @@ struct Ctx<'a, 's> {
     peaks: &'a [Option<(Point, u32)>],
 }
 
-/// The labels and anchors placed so far.
-#[derive(Default)]
+/// The labels and anchors placed so far, indexed by a grid of square cells
+/// so that a query touches only what is near it.
 struct Layout {
     boxes: Vec<BBox>,
     anchors: Vec<Point>,
+    cols: i64,
+    rows: i64,
+    /// Per cell, the items meeting it: box `i` is `2i`, anchor `i` is `2i + 1`.
+    cells: Vec<Vec<u32>>,
 }
+
+/// Side of a [`Layout`] grid cell in pixels.
+const CELL: i64 = 32;
 
 impl Ctx<'_, '_> {
     /// Places every unit at the label sizes in `texts`. With `strict`, gives
@@ -170,7 +198,7 @@ impl Ctx<'_, '_> {
     ) -> Result<Option<Vec<Placed>>, SomError> {
         let n = self.units.len();
         let mut out: Vec<Option<Placed>> = vec![None; n];
-        let mut layout = Layout::default();
+        let mut layout = Layout::new(self.size);
         for i in (0..n).rev() {
             let lsize = texts[&self.units[i].rank].1;
             let p = match self.place_free(i, lsize, &layout, edt, &mut cache[i])? {
@@ -178,8 +206,7 @@ impl Ctx<'_, '_> {
                 None if strict => return Ok(None),
                 None => self.place_fewest_conflicts(i, lsize, &layout, edt, &mut cache[i])?,
             };
-            layout.boxes.push(p.label_box);
-            layout.anchors.push(p.anchor);
+            layout.push(p.label_box, p.anchor);
             out[i] = Some(p);
         }
         Ok(Some(out.into_iter().flatten().collect()))
@@ -286,8 +313,7 @@ impl Ctx<'_, '_> {
         let region_box = self.units[i].mask.bbox();
         let b = layout.beside(region_box, anchor, lsize, size).or_else(|| {
             // Crowded all round: the free spot nearest the anchor, a few labels away at most.
-            let reach = NEAREST_REACH * lsize.0.max(lsize.1);
-            layout.nearest_free_box(anchor, lsize, size, reach)
+            layout.nearest_free_box(anchor, lsize, size, NEAREST_REACH * lsize.0.max(lsize.1))
         });
         Ok(b.map(|b| Placed {
             anchor,
@@ -439,15 +465,131 @@ fn to_window(x0: i64, x1: i64, y0: i64, y1: i64, window: BBox) -> Option<Rect> {
 }
 
 impl Layout {
+    fn new(size: ImageSize) -> Layout {
+        let cols = (size.width as i64 + CELL - 1) / CELL;
+        let rows = (size.height as i64 + CELL - 1) / CELL;
+        Layout {
+            boxes: Vec::new(),
+            anchors: Vec::new(),
+            cols,
+            rows,
+            cells: vec![Vec::new(); (cols * rows) as usize],
+        }
+    }
+
+    /// The cells meeting `x0..x1 × y0..y1` (clipped to the grid).
+    fn cell_range(&self, x0: i64, x1: i64, y0: i64, y1: i64) -> Option<(i64, i64, i64, i64)> {
+        let (cx0, cx1) = ((x0 / CELL).max(0), ((x1 - 1).div_euclid(CELL)).min(self.cols - 1));
+        let (cy0, cy1) = ((y0 / CELL).max(0), ((y1 - 1).div_euclid(CELL)).min(self.rows - 1));
+        (x0 < x1 && y0 < y1 && cx0 <= cx1 && cy0 <= cy1).then_some((cx0, cx1, cy0, cy1))
+    }
+
+    /// Records a placed label and its anchor.
+    fn push(&mut self, b: BBox, a: Point) {
+        let id = self.boxes.len() as u32;
+        self.boxes.push(b);
+        self.anchors.push(a);
+        let items = [
+            (
+                b.x as i64,
+                b.right() as i64,
+                b.y as i64,
+                b.bottom() as i64,
+                2 * id,
+            ),
+            (a.x as i64, a.x as i64 + 1, a.y as i64, a.y as i64 + 1, 2 * id + 1),
+        ];
+        for (x0, x1, y0, y1, item) in items {
+            if let Some((cx0, cx1, cy0, cy1)) = self.cell_range(x0, x1, y0, y1) {
+                for cy in cy0..=cy1 {
+                    for cx in cx0..=cx1 {
+                        self.cells[(cy * self.cols + cx) as usize].push(item);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f` once for every placed label (`Ok`) and anchor (`Err`) in the
+    /// cells meeting `x0..x1 × y0..y1` (a superset of those meeting the
+    /// rectangle), without allocating: an item spanning several cells is
+    /// reported only from the first cell it shares with the query.
+    fn visit(&self, x0: i64, x1: i64, y0: i64, y1: i64, mut f: impl FnMut(Result<BBox, Point>)) {
+        let Some((qx0, qx1, qy0, qy1)) = self.cell_range(x0, x1, y0, y1) else {
+            return;
+        };
+        for cy in qy0..=qy1 {
+            for cx in qx0..=qx1 {
+                for &id in &self.cells[(cy * self.cols + cx) as usize] {
+                    if id % 2 == 1 {
+                        // Anchors live in exactly one cell.
+                        f(Err(self.anchors[id as usize / 2]));
+                        continue;
+                    }
+                    let b = self.boxes[id as usize / 2];
+                    let (bx0, by0) = (b.x as i64 / CELL, b.y as i64 / CELL);
+                    if cx == bx0.max(qx0) && cy == by0.max(qy0) {
+                        f(Ok(b));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The placed labels and anchors near `x0..x1 × y0..y1` (see [`Layout::visit`]).
+    fn near(&self, x0: i64, x1: i64, y0: i64, y1: i64) -> (Vec<BBox>, Vec<Point>) {
+        let (mut boxes, mut anchors) = (Vec::new(), Vec::new());
+        self.visit(x0, x1, y0, y1, |item| match item {
+            Ok(b) => boxes.push(b),
+            Err(a) => anchors.push(a),
+        });
+        (boxes, anchors)
+    }
+
+    fn near_box(&self, b: &BBox) -> (Vec<BBox>, Vec<Point>) {
+        self.near(b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64)
+    }
+
     /// `true` when `b` overlaps no placed label and covers no placed anchor.
     fn is_free(&self, b: &BBox) -> bool {
-        self.boxes.iter().all(|o| !o.intersects(b)) && self.anchors.iter().all(|&a| !b.contains(a))
+        let Some((cx0, cx1, cy0, cy1)) =
+            self.cell_range(b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64)
+        else {
+            return true;
+        };
+        for cy in cy0..=cy1 {
+            for cx in cx0..=cx1 {
+                for &id in &self.cells[(cy * self.cols + cx) as usize] {
+                    let hit = if id % 2 == 0 {
+                        self.boxes[id as usize / 2].intersects(b)
+                    } else {
+                        b.contains(self.anchors[id as usize / 2])
+                    };
+                    if hit {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Placed labels `b` overlaps plus placed anchors it covers.
     fn conflicts(&self, b: &BBox) -> usize {
-        self.boxes.iter().filter(|o| o.intersects(b)).count()
-            + self.anchors.iter().filter(|&&a| b.contains(a)).count()
+        let mut n = 0;
+        self.visit(
+            b.x as i64,
+            b.right() as i64,
+            b.y as i64,
+            b.bottom() as i64,
+            |item| {
+                n += match item {
+                    Ok(o) => o.intersects(b) as usize,
+                    Err(a) => b.contains(a) as usize,
+                }
+            },
+        );
+        n
     }
 
     /// The anchor positions in `window` whose label of `lsize` (its pixel
@@ -460,13 +602,18 @@ impl Layout {
         off: (u32, u32),
     ) -> Vec<Rect> {
         let (w, h) = (size.width as i64, size.height as i64);
-        let boxes = self
-            .boxes
-            .iter()
+        // A label whose anchor is in the window lies within a label's size of it.
+        let (near_boxes, near_anchors) = self.near(
+            window.x as i64 - lw as i64,
+            window.right() as i64 + lw as i64,
+            window.y as i64 - lh as i64,
+            window.bottom() as i64 + lh as i64,
+        );
+        let boxes = near_boxes
+            .into_iter()
             .map(|b| (b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64));
-        let points = self
-            .anchors
-            .iter()
+        let points = near_anchors
+            .into_iter()
             .map(|a| (a.x as i64, a.x as i64 + 1, a.y as i64, a.y as i64 + 1));
         boxes
             .chain(points)
@@ -481,7 +628,8 @@ impl Layout {
     /// The pixels of `window` under a placed label, as rectangles in window
     /// coordinates.
     fn covered_pixels(&self, window: BBox) -> Vec<Rect> {
-        self.boxes
+        self.near_box(&window)
+            .0
             .iter()
             .filter_map(|b| {
                 to_window(
@@ -497,7 +645,8 @@ impl Layout {
 
     /// The free label box nearest `anchor` (smallest gap between box and
     /// anchor; ties: topmost, then leftmost) among those within `reach`
-    /// pixels of it.
+    /// pixels of it, trying top-left corners on a lattice of a sixth of the
+    /// label's smaller side.
     fn nearest_free_box(
         &self,
         anchor: Point,
@@ -515,30 +664,55 @@ impl Layout {
         if x0 > x1 || y0 > y1 {
             return None;
         }
-        let (nx, ny) = ((x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize);
-        let mut blocked = vec![false; nx * ny];
+        let st = (lw.min(lh) / 6).max(1);
+        let (nx, ny) = (((x1 - x0) / st + 1) as usize, ((y1 - y0) / st + 1) as usize);
+        // Blocked corners as a 2-D difference array: O(1) per placed item,
+        // then one prefix-sum pass.
+        let stride = nx + 1;
+        let mut diff = vec![0i32; stride * (ny + 1)];
         let mut paint = |bx0: i64, bx1: i64, by0: i64, by1: i64| {
             // Corners whose box meets [bx0, bx1) × [by0, by1).
             let (cx0, cx1) = ((bx0 - lw + 1).max(x0), (bx1 - 1).min(x1));
             let (cy0, cy1) = ((by0 - lh + 1).max(y0), (by1 - 1).min(y1));
-            for cy in cy0..=cy1 {
-                let row = (cy - y0) as usize * nx;
-                for cx in cx0..=cx1 {
-                    blocked[row + (cx - x0) as usize] = true;
-                }
+            if cx0 > cx1 || cy0 > cy1 {
+                return;
             }
+            // Lattice points k with x0 + k·st in cx0..=cx1 (likewise for rows).
+            let (a, b) = (((cx0 - x0) + st - 1) / st, (cx1 - x0) / st + 1);
+            let (c, d) = (((cy0 - y0) + st - 1) / st, (cy1 - y0) / st + 1);
+            if a >= b || c >= d {
+                return;
+            }
+            let (a, b, c, d) = (a as usize, b as usize, c as usize, d as usize);
+            diff[c * stride + a] += 1;
+            diff[c * stride + b] -= 1;
+            diff[d * stride + a] -= 1;
+            diff[d * stride + b] += 1;
         };
-        for b in &self.boxes {
+        let (near_boxes, near_anchors) = self.near(x0, x1 + lw, y0, y1 + lh);
+        for b in &near_boxes {
             paint(b.x as i64, b.right() as i64, b.y as i64, b.bottom() as i64);
         }
-        for a in &self.anchors {
+        for a in &near_anchors {
             paint(a.x as i64, a.x as i64 + 1, a.y as i64, a.y as i64 + 1);
         }
+        let mut blocked = vec![false; nx * ny];
+        let mut above = vec![0i32; nx];
+        for row in 0..ny {
+            let mut run = 0i32;
+            for col in 0..nx {
+                run += diff[row * stride + col];
+                above[col] += run;
+                blocked[row * nx + col] = above[col] > 0;
+            }
+        }
         let mut best: Option<(i64, i64, i64)> = None;
-        for cy in y0..=y1 {
+        for row in 0..ny {
+            let cy = y0 + row as i64 * st;
             let dy = (cy - ay).max(ay - (cy + lh - 1)).max(0);
-            for cx in x0..=x1 {
-                if blocked[(cy - y0) as usize * nx + (cx - x0) as usize] {
+            for col in 0..nx {
+                let cx = x0 + col as i64 * st;
+                if blocked[row * nx + col] {
                     continue;
                 }
                 let dx = (cx - ax).max(ax - (cx + lw - 1)).max(0);
@@ -599,7 +773,12 @@ impl Layout {
                 }
                 // Blocked start positions on the free axis.
                 let mut blocked: Vec<(i64, i64)> = Vec::new();
-                for b in &self.boxes {
+                let (near_boxes, near_anchors) = if horizontal {
+                    self.near(lo, hi + len, fixed, fixed + flen)
+                } else {
+                    self.near(fixed, fixed + flen, lo, hi + len)
+                };
+                for b in &near_boxes {
                     let (f0, f1, m0, m1) = if horizontal {
                         (b.y as i64, b.bottom() as i64, b.x as i64, b.right() as i64)
                     } else {
@@ -609,7 +788,7 @@ impl Layout {
                         blocked.push((m0 - len + 1, m1 - 1));
                     }
                 }
-                for a in &self.anchors {
+                for a in &near_anchors {
                     let (f, m) = if horizontal {
                         (a.y as i64, a.x as i64)
                     } else {
