@@ -9,6 +9,9 @@
 //!     prints {"set", "mode", "median_ms", "min_ms"} per mode (default: both),
 //!     one JSON object a line
 //! ```
+//! cargo run --release -p som-marks --example alloc_ref -- stats SET...
+//!     prints per mode how many marks carry overlaps, how many are outside
+//!     their region, the label heights and how much of the image labels cover
 //! SET names a file in `fixtures/masks/`; MODE is `paper` or `independent`.
 //! Labels are measured with the real renderer (`Renderer::default()`).
 
@@ -80,7 +83,27 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        _ => bail!("usage: alloc_ref marks SET MODE OUT.json | alloc_ref time SET REPS [MODE...]"),
+        ["stats", sets @ ..] => {
+            for set in sets {
+                let seg = load(set)?;
+                for mode in [AllocationMode::Paper, AllocationMode::Independent] {
+                    let marks = allocator(mode).allocate(&seg, &measure)?;
+                    let flagged = marks.iter().filter(|m| !m.overlaps.is_empty()).count();
+                    let outside = marks.iter().filter(|m| m.placement == som_core::Placement::Outside).count();
+                    let heights: Vec<u32> = marks.iter().map(|m| m.label_box.height).collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "set": set, "mode": mode.to_string(), "marks": marks.len(),
+                            "flagged": flagged, "outside": outside,
+                            "label_height": [heights.iter().min(), heights.iter().max()],
+                            "density": marks.iter().map(|m| m.label_box.area()).sum::<u64>() as f64 / seg.size.pixels() as f64,
+                        })
+                    );
+                }
+            }
+        }
+        _ => bail!("usage: alloc_ref marks SET MODE OUT.json | alloc_ref time SET REPS [MODE...] | alloc_ref stats SET..."),
     }
     Ok(())
 }

@@ -15,12 +15,23 @@
 //! never touches pixels outside a region's box.
 //!
 //! A mark needs the arg-max, not the whole transform. [`Edt::compute`] runs
-//! only the column pass and records, per row, an upper bound of the row's
-//! squared distances (`max_x min(g, distance to the crop's side)²`, since the
-//! exact value can never exceed the distance to the nearest background pixel
-//! in the same column or to the crop's side). [`Edt::argmax`] visits rows
-//! from the most promising down, runs the row pass only on those, and stops
-//! as soon as the next row's bound cannot beat the best distance found.
+//! only the column pass — branch-free on 16-bit lanes, so it vectorises —
+//! and records, per row, an upper bound of the row's squared distances
+//! (`max_x min(g, distance to the crop's side)²`: the exact value can never
+//! exceed the distance to the nearest outside pixel in the same column or to
+//! the crop's side). [`Edt::argmax`] visits rows from the most promising
+//! down and stops as soon as the next row's bound cannot beat the best
+//! distance found. A visited row is first screened with the tighter bound
+//! `min(g, h)²` per pixel (`h`: the distance to the nearest outside pixel in
+//! the row); only the columns that can still win are evaluated, each cluster
+//! of them with a lower envelope built from the sources within
+//! `sqrt(bound)` columns and no higher than the bound — which is still
+//! exact, since a pixel's nearest outside pixel is never farther than its
+//! bound.
+//!
+//! For collision avoidance, [`Edt::argmax_excluding`] is the same search
+//! restricted to pixels outside a set of rectangles, and [`Edt::candidates`]
+//! yields every inside pixel in descending distance, computing rows lazily.
 //!
 //! # Example
 //! ```

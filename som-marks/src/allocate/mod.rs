@@ -7,16 +7,30 @@
 //!   made robust. Regions are visited from the smallest area up; each loses
 //!   the pixels of the regions visited before it (the smaller ones), so a
 //!   large region's mark never lands on a small region lying inside it; the
-//!   mark goes to the exact-EDT maximum of what remains. Label boxes (sized by
-//!   the renderer's [`LabelMeasure`], centred on the anchor, kept inside the
-//!   image) never overlap an earlier label or cover another region's anchor:
-//!   when the best pixel conflicts, the best non-conflicting pixel wins
-//!   (descending distance). A region too small for its label, or covered
-//!   entirely by smaller ones, gets its label just outside its box on the
-//!   side with most room ([`Placement::Outside`]). When the image cannot hold
-//!   every label apart, labels first shrink toward
-//!   [`LabelMeasure::min_scale`]; only then are overlaps accepted — the
-//!   fewest possible, each listed in [`Mark::overlaps`].
+//!   mark goes to the exact-EDT maximum of what remains (its *exclusive
+//!   part*). Label boxes — sized by the renderer's [`LabelMeasure`], centred
+//!   on the anchor, moved the least needed to stay inside the image — never
+//!   overlap an earlier label or cover another region's anchor. For each
+//!   region, in order of preference:
+//!   1. the exclusive part's maximum, when its label is free;
+//!   2. the exclusive pixel of largest distance whose centred label is free
+//!      (exact: an arg-max over the pixels outside the conflict rectangles);
+//!   3. the same with the label shifted so the anchor sits at an edge or
+//!      corner of it;
+//!   4. outside ([`Placement::Outside`](som_core::Placement::Outside)): the
+//!      label just beside the region's box, on the side with most room to
+//!      the image edge, as close to the anchor as that side allows, or
+//!      failing that the free spot nearest the anchor within three label
+//!      sides (also the only choice for a region covered entirely by smaller
+//!      ones).
+//!
+//!   When some label fits nowhere, every label shrinks (steps of 0.9, down
+//!   to [`LabelMeasure::min_scale`]; scales whose labels would cover over
+//!   40% of the image are skipped) and the layout is redone. Only at the
+//!   minimum scale are overlaps accepted: a label that fits nowhere takes the
+//!   candidate position (its region's best pixels, and the spots beside it)
+//!   with the fewest conflicts, and every mark whose label box intersects
+//!   another lists the other's id in [`Mark::overlaps`] — never silently.
 //! - [`AllocationMode::Independent`]: what the released SoM code does. Each
 //!   mark goes to a pixel of maximal exact Euclidean distance to the outside
 //!   of its own mask (the image border counts as outside), ignoring other
