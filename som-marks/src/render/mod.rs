@@ -234,8 +234,13 @@ impl Default for RenderConfig {
     }
 }
 
-/// The smallest label em size, in pixels, that stays legible.
-pub const MIN_LEGIBLE_FONT_PX: f32 = 10.0;
+/// The smallest label em size, in pixels, that stays legible (digits about
+/// 6 px tall): allocators may shrink crowded labels down to it.
+pub const MIN_LEGIBLE_FONT_PX: f32 = 8.0;
+
+/// The smallest default label em size, in pixels (small images still get
+/// labels of this size before any shrinking).
+pub const MIN_DEFAULT_FONT_PX: f32 = 10.0;
 
 impl RenderConfig {
     /// The label em size at scale 1 for an image of `size`.
@@ -250,7 +255,7 @@ impl RenderConfig {
     pub fn font_px_for(&self, size: ImageSize) -> f32 {
         match self.font_px {
             Some(px) if px.is_finite() && px > 0.0 => px.clamp(1.0, 1024.0),
-            _ => (0.02 * (size.pixels() as f64).sqrt() as f32).clamp(MIN_LEGIBLE_FONT_PX, 64.0),
+            _ => (0.02 * (size.pixels() as f64).sqrt() as f32).clamp(MIN_DEFAULT_FONT_PX, 64.0),
         }
     }
 
@@ -689,7 +694,12 @@ mod tests {
         let size = ImageSize::new(1024, 768);
         let s = r.min_scale(size);
         assert!((r.config().font_px_for(size) * s - MIN_LEGIBLE_FONT_PX).abs() < 1e-4);
-        assert_eq!(r.min_scale(ImageSize::new(64, 64)), 1.0);
+        assert_eq!(r.min_scale(ImageSize::new(64, 64)), 0.8);
+        let tiny = Renderer::new(RenderConfig {
+            font_px: Some(6.0),
+            ..RenderConfig::default()
+        });
+        assert_eq!(tiny.min_scale(ImageSize::new(64, 64)), 1.0);
     }
 
     #[test]
