@@ -46,7 +46,9 @@ fn render(c: &mut Criterion) {
         });
     }
     let renderer = Renderer::default();
-    let marked = renderer.render(&bg, &seg, &marks_at_centres(&seg, &renderer)).expect("render");
+    let marked = renderer
+        .render(&bg, &seg, &marks_at_centres(&seg, &renderer))
+        .expect("render");
     g.bench_function("encode_png", |b| b.iter(|| encode_png(&marked).expect("png")));
     g.finish();
 }

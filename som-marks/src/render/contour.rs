@@ -262,7 +262,11 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
             {
                 let st = &pen.stamps[pair];
                 for j in 0..side {
-                    let slot = if base + j >= side { base + j - side } else { base + j };
+                    let slot = if base + j >= side {
+                        base + j - side
+                    } else {
+                        base + j
+                    };
                     let row = &mut ring[slot * cw + cx..][..side];
                     for (o, &v) in row.iter_mut().zip(&st[j * side..(j + 1) * side]) {
                         *o = (*o).max(v);
