@@ -1,6 +1,12 @@
 //! Agreement with skimage: our Felzenszwalb partition of every bundled photo
 //! against the label maps written by `tools/fixtures/gen_felzenszwalb.py`
 //! (scikit-image 0.26, scale 100, sigma 0.5, min_size 50).
+//!
+//! On the four PNG photos the partitions are identical (ARI 1.0, every label
+//! equal). rocket.jpg scores about 0.96: `image`'s JPEG decoder and PIL's
+//! (libjpeg-turbo) differ by up to 2 levels on 0.7% of the channel values;
+//! fed the pixels `image` decodes, skimage returns exactly our partition
+//! (499 segments; checked when the fixtures were made).
 
 use std::path::PathBuf;
 
@@ -38,6 +44,10 @@ fn check(photo: &str) -> anyhow::Result<()> {
         exact * 100.0
     );
     assert!(ari >= 0.9, "{photo}: ARI {ari} < 0.9");
+    if photo.ends_with(".png") {
+        // Lossless input: the same pixels, so the same partition.
+        assert!(ari > 0.999, "{photo}: ARI {ari} on lossless input");
+    }
     let ratio = ours.count() as f64 / their_count as f64;
     assert!(
         (0.9..=1.1).contains(&ratio),
