@@ -22,15 +22,17 @@
 //! 4. **Target count**: while there are more than `max_regions` regions, the
 //!    pair with the lowest `dissimilarity × sqrt(Aa·Ab / (Aa + Ab) / image
 //!    area)` merges (small and similar first, so large distinct objects
-//!    survive); then merging goes on while that pair's dissimilarity is below
-//!    `merge_delta_e` and there are more than `min_regions`.
+//!    survive); then pairs whose dissimilarity is below `merge_delta_e` go
+//!    on merging while there are more than `min_regions`, and pairs below
+//!    `same_delta_e` (hardly distinguishable) merge whatever the count.
 //! 5. Holes left by step 4 are filled (while above `min_regions`), and, if
 //!    `split_disconnected` is set, regions are split into 4-connected pieces
 //!    (pieces below `min_area` merge into their most similar neighbour).
 //!
 //! Images larger than `max_side` (default 1024 px) are segmented at that
-//! size and the labels scaled back up. Every pixel ends up in exactly one region; regions are numbered `1..` in
-//! order of first appearance (row-major).
+//! size and the labels scaled back up. Every pixel ends up in exactly one
+//! region; regions are numbered `1..` in order of first appearance
+//! (row-major).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
