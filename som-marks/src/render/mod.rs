@@ -22,7 +22,8 @@
 //! 4. **mark** — each label: its [`Mark::label_box`] filled with the colour,
 //!    with rounded corners, and the mark text fitted to the box and centred,
 //!    in black or white by the colour's relative luminance ([`text_colour`]).
-//!    Labels are drawn in id order.
+//!    Labels are drawn in id order. A mark with an empty label box gets a
+//!    label of the default size centred on its anchor (moved inside the image).
 //!
 //! Box-only regions (no mask) get no tint; their box is drawn whenever any of
 //! mask, contour or box is on, since the box is all there is of them.
