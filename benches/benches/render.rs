@@ -3,6 +3,9 @@
 //! faster). `tools/bench/compare_render.py` runs the reference and this bench
 //! side by side and prints the ratio.
 //!
+//! Also: our default look (with contours, and with boxes), PNG encoding, and
+//! the dense `felz_astronaut` segmentation (585 regions).
+//!
 //! Marks sit at the centres of the regions' boxes with labels of the default
 //! size centred on them (the Python side uses the same anchors), numbered
 //! largest region first.
@@ -51,6 +54,16 @@ fn render(c: &mut Criterion) {
         .expect("render");
     g.bench_function("encode_png", |b| b.iter(|| encode_png(&marked).expect("png")));
     g.finish();
+
+    // a dense photo segmentation (585 regions, 512x512) in the default look
+    let dense = "felz_astronaut";
+    let seg = load_set(dense).expect("fixture mask set");
+    let bg = background(dense, &seg).expect("photo");
+    let renderer = Renderer::default();
+    let marks = marks_at_centres(&seg, &renderer);
+    c.bench_function(&format!("render/{dense}/mark+mask+contour"), |b| {
+        b.iter(|| renderer.render(&bg, &seg, &marks).expect("render"))
+    });
 }
 
 criterion_group!(benches, render);
