@@ -342,11 +342,16 @@ impl Edt {
         self.height = h;
         self.order_ready = false;
         self.row_passes = 0;
-        self.g.clear();
-        self.g.resize(w * h, 0);
-        self.bound.clear();
-        self.bound.resize(h, 0);
+        // Every element in use is written below, so the buffers only grow
+        // (no clearing); rows are addressed as `y * w..(y + 1) * w`.
+        if self.g.len() < w * h {
+            self.g.resize(w * h, 0);
+        }
+        if self.bound.len() < h {
+            self.bound.resize(h, 0);
+        }
         if w == 0 || h == 0 {
+            self.bound[..h].fill(0);
             return Ok(());
         }
         // Top-down: run length of inside pixels ending at each pixel.

@@ -88,20 +88,17 @@ pub(crate) fn allocate(
     // MAX_DENSITY of the image cannot be laid out apart and are not tried.
     type Texts = BTreeMap<usize, (String, (u32, u32))>;
     let image_area = size.pixels().max(1) as f64;
-    let attempts: Vec<Texts> = scales
-        .iter()
-        .map(|&scale| {
-            let mut texts = Texts::new();
-            for u in units {
-                texts.entry(u.rank).or_insert_with(|| {
-                    let t = config.labels.text(u.rank);
-                    let s = clamp_size(labels.label_size(&t, size, scale), size);
-                    (t, s)
-                });
-            }
-            texts
-        })
-        .collect();
+    let texts_at = |scale: f32| {
+        let mut texts = Texts::new();
+        for u in units {
+            texts.entry(u.rank).or_insert_with(|| {
+                let t = config.labels.text(u.rank);
+                let s = clamp_size(labels.label_size(&t, size, scale), size);
+                (t, s)
+            });
+        }
+        texts
+    };
     let density = |texts: &Texts| {
         units
             .iter()
@@ -110,28 +107,37 @@ pub(crate) fn allocate(
             .sum::<f64>()
             / image_area
     };
-    let tried: Vec<usize> = (0..attempts.len())
-        .filter(|&k| k + 1 == attempts.len() || density(&attempts[k]) <= MAX_DENSITY)
-        .collect();
-    // The transforms the first attempt will need again (the units whose best
-    // label box meets another's, and the fully covered ones), computed in
-    // parallel now rather than one by one while placing.
-    let first: Vec<(u32, u32)> = units.iter().map(|u| attempts[tried[0]][&u.rank].1).collect();
-    let again = likely_conflicts(size, &own, &peaks, &first);
-    let mut cache: Vec<Option<Edt>> = (0..n).map(|_| None).collect();
-    let computed = par_with_edt(&again, |&i, edt| {
-        edt.compute(&ctx.anchor_crop(i)?.0)?;
-        Ok(std::mem::take(edt))
-    })?;
-    for (&i, e) in again.iter().zip(computed) {
-        cache[i] = Some(e);
-    }
+    let mut cache: Option<Vec<Option<Edt>>> = None;
     let mut edt = Edt::new();
     let mut placed = None;
-    for (t, &k) in tried.iter().enumerate() {
-        let last = t + 1 == tried.len();
-        if let Some(p) = ctx.place_all(&attempts[k], !last, &mut edt, &mut cache)? {
-            placed = Some((p, &attempts[k]));
+    for (k, &scale) in scales.iter().enumerate() {
+        let last = k + 1 == scales.len();
+        let texts = texts_at(scale);
+        if !last && density(&texts) > MAX_DENSITY {
+            continue;
+        }
+        if cache.is_none() {
+            // The transforms the first attempt will need again (the units
+            // whose best label box meets another's, and the fully covered
+            // ones), computed in parallel now rather than one by one while
+            // placing.
+            let first: Vec<(u32, u32)> = units.iter().map(|u| texts[&u.rank].1).collect();
+            let again = likely_conflicts(size, &own, &peaks, &first);
+            let mut c: Vec<Option<Edt>> = (0..n).map(|_| None).collect();
+            let computed = par_with_edt(&again, |&i, edt| {
+                edt.compute(&ctx.anchor_crop(i)?.0)?;
+                Ok(std::mem::take(edt))
+            })?;
+            for (&i, e) in again.iter().zip(computed) {
+                c[i] = Some(e);
+            }
+            cache = Some(c);
+        }
+        let Some(cache) = cache.as_mut() else {
+            return Err(SomError::Allocate("transform cache missing".into()));
+        };
+        if let Some(p) = ctx.place_all(&texts, !last, &mut edt, cache)? {
+            placed = Some((p, texts));
             break;
         }
     }
