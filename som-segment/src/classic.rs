@@ -38,6 +38,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use image::DynamicImage;
+use rayon::prelude::*;
 use som_core::{ImageSize, Segmentation, Segmenter, SomError};
 
 use crate::error::SegmentError;
@@ -267,12 +268,12 @@ fn lab_image(rgb: &[u8]) -> Vec<[f32; 3]> {
         .collect();
     let f = |t: f64| {
         if t > 216.0 / 24389.0 {
-            t.cbrt()
+            cbrt_unit(t)
         } else {
             (24389.0 / 27.0 * t + 16.0) / 116.0
         }
     };
-    rgb.chunks_exact(3)
+    rgb.par_chunks_exact(3)
         .map(|p| {
             let (r, g, b) = (lin[p[0] as usize], lin[p[1] as usize], lin[p[2] as usize]);
             let x = (0.412_456_4 * r + 0.357_576_1 * g + 0.180_437_5 * b) / 0.950_47;
@@ -286,6 +287,19 @@ fn lab_image(rgb: &[u8]) -> Vec<[f32; 3]> {
             ]
         })
         .collect()
+}
+
+/// Cube root of a positive normal `t` to about 1e-12 relative: the
+/// exponent-divided-by-three bit trick (within 3.2 %) and three Newton
+/// steps. Much faster than the software `cbrt`, and the same on every
+/// platform.
+#[inline]
+fn cbrt_unit(t: f64) -> f64 {
+    let mut y = f64::from_bits(t.to_bits() / 3 + 0x2A9F_7893_782D_A1CE);
+    for _ in 0..3 {
+        y -= (y * y * y - t) / (3.0 * y * y);
+    }
+    y
 }
 
 fn delta_e(a: &[f32; 3], b: &[f32; 3]) -> f64 {
@@ -730,6 +744,16 @@ fn postprocess(base: &LabelMap, lab: &[[f32; 3]], p: &ClassicParams) -> LabelMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cbrt_unit_is_accurate_on_its_range() {
+        let mut t = 216.0 / 24389.0;
+        while t <= 1.1 {
+            let (got, want) = (cbrt_unit(t), t.cbrt());
+            assert!((got - want).abs() < 1e-10 * want, "{t}: {got} vs {want}");
+            t *= 1.01;
+        }
+    }
 
     #[test]
     fn lab_of_white_and_black() {
