@@ -301,7 +301,6 @@ pub struct Edt {
     bytes: Vec<u8>,
     down: Vec<i16>,
     side: Vec<i16>,
-    horiz: Vec<i32>,
     env: Vec<Parabola>,
     env_len: usize,
     row: Vec<u32>,
@@ -416,51 +415,64 @@ impl Edt {
         Ok(())
     }
 
-    /// The largest `min(g, h)²` over the columns of row `y` in `spans`,
-    /// where `g` is the column distance and `h` the distance to the nearest
-    /// outside pixel (or crop side) in the row — a bound of the row's exact
-    /// squared distances there, tighter than [`Edt::row_bound`]; the runs of
-    /// columns whose `min(g, h)²` beats `floor` go to `self.cands`. `None`
-    /// when there are no such columns.
-    fn refined_bound(&mut self, y: usize, spans: &[(u32, u32)], floor: u32) -> Option<u32> {
+    /// Screens row `y`: the columns in `spans` whose bound `min(g, h)²`
+    /// beats `floor` — `g` the column distance, `h` the distance to the
+    /// nearest outside pixel (or crop side) in the row — go to `self.cands`
+    /// as runs, and the largest such bound is returned (`None`: no column
+    /// can beat `floor`).
+    ///
+    /// Only runs of columns with `g > sqrt(floor)` are looked at, and `h` is
+    /// found by scanning at most `sqrt(floor) + 1` columns beyond each run,
+    /// so rows that cannot win cost little more than one comparison per column.
+    fn screen_row(&mut self, y: usize, spans: &[(u32, u32)], floor: u32) -> Option<u32> {
         let w = self.width;
         let g = &self.g[y * w..(y + 1) * w];
-        self.horiz.clear();
-        self.horiz.resize(w, 0);
-        let mut last = -1i32;
-        for (x, (&gv, hv)) in g.iter().zip(self.horiz.iter_mut()).enumerate() {
-            if gv == 0 {
-                last = x as i32;
-            }
-            *hv = x as i32 - last;
+        // t = floor(sqrt(floor)): v² > floor  <=>  v > t for integers v >= 0.
+        let mut t = (floor as f64).sqrt() as i64;
+        while t * t > floor as i64 {
+            t -= 1;
         }
-        let mut next = w as i32;
-        for (x, (&gv, hv)) in g.iter().zip(self.horiz.iter_mut()).enumerate().rev() {
-            if gv == 0 {
-                next = x as i32;
-            }
-            *hv = (*hv).min(next - x as i32);
+        while (t + 1) * (t + 1) <= floor as i64 {
+            t += 1;
         }
-        let mut m = 0i32;
+        let ti = t.min(i16::MAX as i64) as i16;
+        let mut m = 0i64;
         self.cands.clear();
-        for &(a, e) in spans {
-            let (a, e) = (a as usize, e as usize);
-            let mut run: Option<usize> = None;
-            for (x, (&gv, &hv)) in g[a..e].iter().zip(&self.horiz[a..e]).enumerate() {
-                let v = (gv as i32).min(hv);
-                m = m.max(v);
-                let hit = (v * v) as u32 > floor;
-                match (hit, run) {
-                    (true, None) => run = Some(a + x),
-                    (false, Some(r)) => {
-                        self.cands.push((r, a + x));
-                        run = None;
-                    }
-                    _ => {}
+        for &(a0, e0) in spans {
+            let (mut x, e0) = (a0 as usize, e0 as usize);
+            while x < e0 {
+                while x < e0 && g[x] <= ti {
+                    x += 1;
                 }
-            }
-            if let Some(r) = run {
-                self.cands.push((r, e));
+                if x >= e0 {
+                    break;
+                }
+                let a = x;
+                while x < e0 && g[x] > ti {
+                    x += 1;
+                }
+                let b = x; // g > t on a..b, so no outside pixel there
+                // Nearest outside pixel left of a (the side counts), if within t + 1.
+                let mut z = a as i64 - 1;
+                while z >= 0 && g[z as usize] != 0 && a as i64 - z <= t + 1 {
+                    z -= 1;
+                }
+                let left = if z < 0 || g[z as usize] == 0 { z.max(-1) } else { i64::MIN / 4 };
+                let mut z = b as i64;
+                while z < w as i64 && g[z as usize] != 0 && z - b as i64 + 1 <= t + 1 {
+                    z += 1;
+                }
+                let right = if z >= w as i64 || g[z as usize] == 0 { z.min(w as i64) } else { i64::MAX / 4 };
+                // Candidates: x - left > t and right - x > t.
+                let lo = (a as i64).max(left + t + 1);
+                let hi = (b as i64).min(right - t);
+                if lo < hi {
+                    for x in lo..hi {
+                        let hv = (x - left).min(right - x);
+                        m = m.max((g[x as usize] as i64).min(hv));
+                    }
+                    self.cands.push((lo as usize, hi as usize));
+                }
             }
         }
         (!self.cands.is_empty()).then_some((m * m) as u32)
@@ -683,7 +695,7 @@ impl Edt {
             // Skip the row pass when no allowed pixel's own bound beats the best.
             let floor = best.map_or(0, |p| p.d2);
             let spans = std::mem::take(&mut self.spans);
-            let refined = self.refined_bound(y as usize, &spans, floor);
+            let refined = self.screen_row(y as usize, &spans, floor);
             let Some(refined) = refined else {
                 self.spans = spans;
                 continue;
