@@ -459,7 +459,7 @@ impl Edt {
                 }
                 let left = if z < 0 || g[z as usize] == 0 { z.max(-1) } else { i64::MIN / 4 };
                 let mut z = b as i64;
-                while z < w as i64 && g[z as usize] != 0 && z - b as i64 + 1 <= t + 1 {
+                while z < w as i64 && g[z as usize] != 0 && z - (b as i64) <= t {
                     z += 1;
                 }
                 let right = if z >= w as i64 || g[z as usize] == 0 { z.min(w as i64) } else { i64::MAX / 4 };
