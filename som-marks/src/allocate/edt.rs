@@ -452,17 +452,25 @@ impl Edt {
                     x += 1;
                 }
                 let b = x; // g > t on a..b, so no outside pixel there
-                // Nearest outside pixel left of a (the side counts), if within t + 1.
+                           // Nearest outside pixel left of a (the side counts), if within t + 1.
                 let mut z = a as i64 - 1;
                 while z >= 0 && g[z as usize] != 0 && a as i64 - z <= t + 1 {
                     z -= 1;
                 }
-                let left = if z < 0 || g[z as usize] == 0 { z.max(-1) } else { i64::MIN / 4 };
+                let left = if z < 0 || g[z as usize] == 0 {
+                    z.max(-1)
+                } else {
+                    i64::MIN / 4
+                };
                 let mut z = b as i64;
                 while z < w as i64 && g[z as usize] != 0 && z - (b as i64) <= t {
                     z += 1;
                 }
-                let right = if z >= w as i64 || g[z as usize] == 0 { z.min(w as i64) } else { i64::MAX / 4 };
+                let right = if z >= w as i64 || g[z as usize] == 0 {
+                    z.min(w as i64)
+                } else {
+                    i64::MAX / 4
+                };
                 // Candidates: x - left > t and right - x > t.
                 let lo = (a as i64).max(left + t + 1);
                 let hi = (b as i64).min(right - t);

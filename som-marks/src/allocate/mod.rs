@@ -257,10 +257,28 @@ pub(crate) fn mask_peak(mask: &Mask, edt: &mut Edt) -> Result<Option<(Point, u32
         return Ok(None);
     }
     let b = mask.bbox();
+    if mask.area() == b.area() {
+        return Ok(Some(filled_box_peak(b)));
+    }
     edt.compute(&BinaryCrop::from_mask(mask)?)?;
     Ok(edt
         .argmax()
         .map(|p: Peak| (Point::new(b.x + p.x, b.y + p.y), p.d2)))
+}
+
+/// The maximum of the transform of a completely filled box (no transform
+/// needed): pixel (`x`, `y`) of a `w` × `h` box is `min(x + 1, w - x, y + 1,
+/// h - y)` from the outside, largest at the centre.
+///
+/// ```text
+/// 6×3 box: 1 1 1 1 1 1
+///          1 2 2 2 2 1   -> (2, 1) at distance 2
+///          1 1 1 1 1 1
+/// ```
+pub(crate) fn filled_box_peak(b: BBox) -> (Point, u32) {
+    let (x, y) = ((b.width - 1) / 2, (b.height - 1) / 2);
+    let d = (x + 1).min(b.width - x).min(y + 1).min(b.height - y);
+    (Point::new(b.x + x, b.y + y), d * d)
 }
 
 /// A label of `size` (clamped to the image) centred on `anchor`, moved the
@@ -320,4 +338,25 @@ pub(crate) fn par_with_edt<T: Sync, R: Send>(
         .with_min_len(4)
         .map_init(Edt::new, |edt, item| f(item, edt))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filled_box_peak_matches_the_transform() {
+        let mut edt = Edt::new();
+        for w in 1..12u32 {
+            for h in 1..12u32 {
+                let ones = vec![1u8; (w * h) as usize];
+                edt.compute(&BinaryCrop::from_bytes(w as usize, h as usize, &ones).unwrap())
+                    .unwrap();
+                let full = edt.transform();
+                let (p, d2) = filled_box_peak(BBox::new(3, 4, w, h));
+                assert_eq!(d2, full.iter().copied().max().unwrap());
+                assert_eq!(full[((p.y - 4) * w + (p.x - 3)) as usize], d2, "{w}x{h}");
+            }
+        }
+    }
 }

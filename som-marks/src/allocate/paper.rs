@@ -20,7 +20,7 @@ use som_core::{BBox, ImageSize, LabelMeasure, Mark, Placement, Point, Segmentati
 
 use super::bits::{image_words, Packed};
 use super::edt::{BinaryCrop, Edt, Rect};
-use super::{clamp_size, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
+use super::{clamp_size, filled_box_peak, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
 
 /// How many descending-distance candidates the overlap fallback tries.
 const FALLBACK_CANDIDATES: usize = 256;
@@ -58,6 +58,9 @@ pub(crate) fn allocate(
         let (area, b) = own[i];
         if area == 0 {
             return Ok(None);
+        }
+        if area == b.area() {
+            return Ok(Some(filled_box_peak(b)));
         }
         edt.compute(&packed[i].crop(b)?)?;
         Ok(edt.argmax().map(|p| (Point::new(b.x + p.x, b.y + p.y), p.d2)))
