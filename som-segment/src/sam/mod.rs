@@ -13,6 +13,30 @@
 //!   NMS and small-region clean-up, writing the same records ([`AmgRecord`]).
 //! - [`SamSegmenter`] plugs the generator into the [`som_core::Segmenter`] pipeline.
 //!
+//! # LibTorch
+//!
+//! `tch` 0.26 links LibTorch 2.13.0 at build time. `tools/setup-libtorch.sh` installs the
+//! CPU subset of the PyPI wheel once into `${SOM_CACHE:-~/.cache/som}/libtorch-2.13.0` and
+//! prints the environment:
+//!
+//! ```sh
+//! eval "$(tools/setup-libtorch.sh --env)"
+//! cargo test -p som-segment --features torch
+//! ```
+//!
+//! Test binaries, examples and `som` carry an rpath to that LibTorch, so they run without
+//! `LD_LIBRARY_PATH`.
+//!
+//! # Differences from upstream
+//!
+//! - Only `points_per_side` grids (not custom `point_grids`); records are always
+//!   `coco_rle`.
+//! - With more than 1000 boxes in one NMS call, torchvision switches to a per-class path
+//!   that re-sorts kept boxes with an unstable sort; boxes with *equal* scores may then come
+//!   out in another order (the same set is kept). Below that size, order is identical.
+//! - Images whose sides are under [`MIN_IMAGE_SIDE`] pixels and grayscale images are
+//!   rejected with [`SamError::Image`] instead of failing inside the model.
+//!
 //! ```no_run
 //! use som_segment::sam::{PointPrompt, Prompt, Sam, SamModel};
 //! let sam = Sam::load("sam_vit_b_01ec64.pth", SamModel::VitB)?;

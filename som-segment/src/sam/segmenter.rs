@@ -46,6 +46,7 @@ pub struct SamSegmenterOptions {
 pub struct SamSegmenter {
     sam: Mutex<Sam>,
     generator: AutomaticMaskGenerator,
+    quiet: bool,
 }
 
 impl SamSegmenter {
@@ -80,6 +81,7 @@ impl SamSegmenter {
         Ok(SamSegmenter {
             sam: Mutex::new(sam),
             generator,
+            quiet: options.quiet,
         })
     }
 
@@ -91,7 +93,16 @@ impl SamSegmenter {
     fn run(&self, image: &DynamicImage) -> Result<Segmentation, SamError> {
         let rgb = check_image(image)?;
         let sam = self.sam.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let records = self.generator.generate(&sam, &rgb)?;
+        let (records, timings) = self.generator.generate_timed(&sam, &rgb)?;
+        if !self.quiet {
+            eprintln!(
+                "sam: {} masks; image encoder {:.0} ms, mask decoder {:.0} ms, post-processing {:.0} ms",
+                records.len(),
+                timings.encode_ms,
+                timings.decode_ms,
+                timings.post_ms
+            );
+        }
         let size = ImageSize::new(rgb.width(), rgb.height());
         let mut regions = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
