@@ -173,18 +173,15 @@ impl Pen {
             out
         };
         let m = MIDPOINTS;
-        Some(Pen {
-            reach,
-            side,
-            stamps: [
-                stamp(m[0], m[1]),
-                stamp(m[0], m[2]),
-                stamp(m[0], m[3]),
-                stamp(m[1], m[2]),
-                stamp(m[1], m[3]),
-                stamp(m[2], m[3]),
-            ],
-        })
+        let stamps = [
+            stamp(m[0], m[1]),
+            stamp(m[0], m[2]),
+            stamp(m[0], m[3]),
+            stamp(m[1], m[2]),
+            stamp(m[1], m[3]),
+            stamp(m[2], m[3]),
+        ];
+        Some(Pen { reach, side, stamps })
     }
 }
 
@@ -209,17 +206,44 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
     // cy..cy+side, so crop row cy is final once cell row cy is done
     let side = pen.side;
     let mut ring = vec![0u8; cw * side];
+    // columns of each ring row that stamps have touched since it was cleared
+    let mut dirty = vec![(cw, 0usize); side];
     let mut out = Coverage::default();
-    let mut finish_row = |r: usize, ring: &mut [u8]| {
-        let row = &mut ring[(r % side) * cw..(r % side + 1) * cw];
-        out.push_row(row, ox, oy + r as i64, size.width, size.height);
-        row.fill(0);
+    let mut finish_row = |r: usize, ring: &mut [u8], dirty: &mut [(usize, usize)]| {
+        let slot = r % side;
+        let (lo, hi) = std::mem::replace(&mut dirty[slot], (cw, 0));
+        if lo < hi {
+            let row = &mut ring[slot * cw + lo..slot * cw + hi];
+            out.push_row(row, ox + lo as i64, oy + r as i64, size.width, size.height);
+            row.fill(0);
+        }
     };
+    // the inside columns of each crop row: first and one past the last (empty: lo >= hi)
+    let extents: Vec<(usize, usize)> = crop
+        .chunks_exact(bw)
+        .map(|row| match row.iter().position(|&v| v != 0) {
+            Some(first) => (
+                first,
+                row.iter().rposition(|&v| v != 0).map_or(first + 1, |l| l + 1),
+            ),
+            None => (bw, 0),
+        })
+        .collect();
     let inside = |sx: usize, sy: usize| -> bool {
         sx >= 1 && sy >= 1 && sx <= bw && sy <= bh && crop[(sy - 1) * bw + (sx - 1)] != 0
     };
     let zero_row = vec![0u8; bw];
     for cy in 0..=bh {
+        // only cells reading an inside column of either row can cross
+        let (lo, hi) = {
+            let t = if cy >= 1 { extents[cy - 1] } else { (bw, 0) };
+            let u = if cy < bh { extents[cy] } else { (bw, 0) };
+            (t.0.min(u.0), t.1.max(u.1))
+        };
+        if lo >= hi {
+            finish_row(cy, &mut ring, &mut dirty);
+            continue; // two empty rows: no cell crosses (the pad is outside too)
+        }
         // cells between sample rows cy and cy+1 => crop rows cy-1 and cy
         let top: &[u8] = if cy >= 1 {
             &crop[(cy - 1) * bw..cy * bw]
@@ -231,13 +255,9 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
         } else {
             &zero_row
         };
-        if top == bot && top.iter().all(|&v| v == 0) {
-            finish_row(cy, &mut ring);
-            continue; // two empty rows: no cell crosses (the pad is outside too)
-        }
         let base = cy % side; // ring slot of crop row cy
-        let mut cx = 0usize;
-        while cx <= bw {
+        let mut cx = lo;
+        while cx <= hi {
             // cells cx..cx+8 read crop columns cx-1..=cx+7: skip them when those
             // nine columns are all inside or all outside in both rows
             if cx >= 1 && cx + 8 <= bw {
@@ -267,6 +287,8 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
                     } else {
                         base + j
                     };
+                    let d = &mut dirty[slot];
+                    *d = (d.0.min(cx), d.1.max(cx + side));
                     let row = &mut ring[slot * cw + cx..][..side];
                     for (o, &v) in row.iter_mut().zip(&st[j * side..(j + 1) * side]) {
                         *o = (*o).max(v);
@@ -275,10 +297,10 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
             }
             cx += 1;
         }
-        finish_row(cy, &mut ring);
+        finish_row(cy, &mut ring, &mut dirty);
     }
     for r in bh + 1..ch {
-        finish_row(r, &mut ring);
+        finish_row(r, &mut ring, &mut dirty);
     }
     Some(out)
 }
