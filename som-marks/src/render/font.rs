@@ -123,8 +123,15 @@ pub(crate) struct GlyphCache {
     glyphs: BTreeMap<(u16, u32), GlyphBitmap>,
 }
 
+/// Entries a cache keeps before it starts afresh (a long-running process
+/// rendering many image sizes would otherwise grow it without bound).
+const CACHE_LIMIT: usize = 4096;
+
 impl GlyphCache {
     fn bounds(&mut self, id: GlyphId, key: u32) -> (i32, i32, u32, u32) {
+        if self.boxes.len() >= CACHE_LIMIT && !self.boxes.contains_key(&(id.0, key)) {
+            self.boxes.clear();
+        }
         *self
             .boxes
             .entry((id.0, key))
@@ -132,6 +139,9 @@ impl GlyphCache {
     }
 
     fn get(&mut self, id: GlyphId, key: u32) -> &GlyphBitmap {
+        if self.glyphs.len() >= CACHE_LIMIT && !self.glyphs.contains_key(&(id.0, key)) {
+            self.glyphs.clear();
+        }
         self.glyphs
             .entry((id.0, key))
             .or_insert_with(|| rasterise(id, key))
@@ -301,6 +311,17 @@ mod tests {
             let g = c.get(id, k);
             assert_eq!((l, t, w, h), (g.left, g.top, g.width, g.height));
         }
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let mut c = GlyphCache::default();
+        for k in 0..(CACHE_LIMIT as u32 + 10) {
+            c.bounds(font().glyph_id('1'), 8 + k);
+        }
+        assert!(c.boxes.len() <= CACHE_LIMIT);
+        let t = layout("17", 12.0, &mut c);
+        assert_eq!(t, layout("17", 12.0, &mut GlyphCache::default()));
     }
 
     #[test]
