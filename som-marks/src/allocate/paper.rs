@@ -408,41 +408,34 @@ impl Ctx<'_, '_> {
     }
 }
 
-/// The units whose first-choice label box (centred on the remainder's
-/// maximum, at scale 1) overlaps the first-choice box of a unit placed
-/// before it, plus the units with no remainder: those placement will need a
-/// transform for. Ascending.
+/// The units placement will most likely need a transform for: a quick
+/// rehearsal of the first attempt that places, smallest first, every
+/// first-choice label (centred on the remainder's maximum) that is free and
+/// reports the units whose label is not, plus those with no remainder.
+/// Ascending.
 fn likely_conflicts(
     size: ImageSize,
     own: &[(u64, BBox)],
     peaks: &[Option<(Point, u32)>],
     sizes: &[(u32, u32)],
 ) -> Vec<usize> {
-    let mut boxes: Vec<(BBox, usize)> = peaks
-        .iter()
-        .zip(sizes)
-        .enumerate()
-        .filter_map(|(i, (p, &s))| p.map(|(a, _)| (label_box(a, s, size), i)))
-        .collect();
-    boxes.sort_by_key(|&(b, i)| (b.x, i));
-    let mut hit = vec![false; peaks.len()];
-    for (k, &(a, i)) in boxes.iter().enumerate() {
-        for &(b, j) in &boxes[k + 1..] {
-            if b.x as u64 >= a.right() {
-                break;
+    let mut layout = Layout::new(size);
+    let mut hit = Vec::new();
+    for i in (0..peaks.len()).rev() {
+        match peaks[i] {
+            Some((a, _)) if own[i].0 > 0 => {
+                let b = label_box(a, sizes[i], size);
+                if layout.is_free(&b) {
+                    layout.push(b, a);
+                } else {
+                    hit.push(i);
+                }
             }
-            if a.intersects(&b) {
-                // Units are visited from the last index down: the lower index comes second.
-                hit[i.min(j)] = true;
-            }
+            _ => hit.push(i),
         }
     }
-    for (i, &(area, _)) in own.iter().enumerate() {
-        if area == 0 {
-            hit[i] = true;
-        }
-    }
-    (0..peaks.len()).filter(|&i| hit[i]).collect()
+    hit.reverse();
+    hit
 }
 
 /// The half-open range of anchor coordinates on one axis whose label
