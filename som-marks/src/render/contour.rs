@@ -142,6 +142,8 @@ pub(crate) struct Pen {
     side: usize,
     /// Coverage stamps (`side` × `side`), by [`pair_index`].
     stamps: [Vec<u8>; 6],
+    /// The non-zero box of each stamp: (`x0`, `y0`, `x1`, `y1`), exclusive ends.
+    ink: [(usize, usize, usize, usize); 6],
 }
 
 impl Pen {
@@ -181,7 +183,22 @@ impl Pen {
             stamp(m[1], m[3]),
             stamp(m[2], m[3]),
         ];
-        Some(Pen { reach, side, stamps })
+        let ink = stamps.each_ref().map(|st| {
+            let (mut x0, mut y0, mut x1, mut y1) = (side, side, 0, 0);
+            for (i, &v) in st.iter().enumerate() {
+                if v != 0 {
+                    let (x, y) = (i % side, i / side);
+                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+                }
+            }
+            (x0, y0, x1.max(x0), y1.max(y0))
+        });
+        Some(Pen {
+            reach,
+            side,
+            stamps,
+            ink,
+        })
     }
 }
 
@@ -281,16 +298,17 @@ pub(crate) fn outline_coverage(mask: &Mask, pen: &Pen) -> Option<Coverage> {
             .flatten()
             {
                 let st = &pen.stamps[pair];
-                for j in 0..side {
+                let (x0, y0, x1, y1) = pen.ink[pair];
+                for j in y0..y1 {
                     let slot = if base + j >= side {
                         base + j - side
                     } else {
                         base + j
                     };
                     let d = &mut dirty[slot];
-                    *d = (d.0.min(cx), d.1.max(cx + side));
-                    let row = &mut ring[slot * cw + cx..][..side];
-                    for (o, &v) in row.iter_mut().zip(&st[j * side..(j + 1) * side]) {
+                    *d = (d.0.min(cx + x0), d.1.max(cx + x1));
+                    let row = &mut ring[slot * cw + cx + x0..slot * cw + cx + x1];
+                    for (o, &v) in row.iter_mut().zip(&st[j * side + x0..j * side + x1]) {
                         *o = (*o).max(v);
                     }
                 }
