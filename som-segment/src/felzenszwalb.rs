@@ -740,6 +740,31 @@ mod tests {
     }
 
     #[test]
+    fn alpha_is_ignored_and_gray_stays_one_channel() {
+        let rgb = image::RgbImage::from_fn(37, 23, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 11) as u8, ((x * y) % 256) as u8])
+        });
+        let rgba = image::RgbaImage::from_fn(37, 23, |x, y| {
+            let p = rgb.get_pixel(x, y);
+            image::Rgba([p[0], p[1], p[2], (x * 3) as u8])
+        });
+        let p = FelzenszwalbParams {
+            scale: 50.0,
+            sigma: 0.8,
+            min_size: 5,
+        };
+        let a = felzenszwalb(&DynamicImage::ImageRgb8(rgb), &p).expect("rgb");
+        let b = felzenszwalb(&DynamicImage::ImageRgba8(rgba), &p).expect("rgba");
+        assert_eq!(a, b);
+        let gray = image::GrayImage::from_fn(37, 23, |x, y| image::Luma([((x * 13 + y * 5) % 256) as u8]));
+        let gray_alpha =
+            image::GrayAlphaImage::from_fn(37, 23, |x, y| image::LumaA([gray.get_pixel(x, y)[0], 9]));
+        let c = felzenszwalb(&DynamicImage::ImageLuma8(gray), &p).expect("gray");
+        let d = felzenszwalb(&DynamicImage::ImageLumaA8(gray_alpha), &p).expect("gray alpha");
+        assert_eq!(c, d);
+    }
+
+    #[test]
     fn single_row_and_column_images_work() {
         for (w, h) in [(1, 1), (1, 7), (9, 1), (2, 2)] {
             let img = DynamicImage::ImageLuma8(image::GrayImage::from_fn(w, h, |x, y| {
