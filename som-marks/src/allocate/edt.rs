@@ -839,15 +839,17 @@ fn unpack_row(words: &[u64], bit0: usize, width: usize, out: &mut Vec<u8>) {
     out.resize(n8 * 8, 0);
     let sh = bit0 % 64;
     let w0 = bit0 / 64;
-    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-        let b = sh + 8 * i;
-        let wi = w0 + b / 64;
-        let o = b % 64;
-        let mut v = words[wi] >> o;
-        if o > 56 && wi + 1 < words.len() {
-            v |= words[wi + 1] << (64 - o);
+    // 64 columns at a time: one (possibly straddling) word, eight lookups.
+    for (j, group) in out.chunks_mut(64).enumerate() {
+        let wi = w0 + j;
+        let mut v = words[wi] >> sh;
+        if sh > 0 && wi + 1 < words.len() {
+            v |= words[wi + 1] << (64 - sh);
         }
-        chunk.copy_from_slice(&SPREAD[(v & 0xff) as usize].to_le_bytes());
+        for chunk in group.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&SPREAD[(v & 0xff) as usize].to_le_bytes());
+            v >>= 8;
+        }
     }
     // Bits past the width belong to other columns; clear them.
     for b in &mut out[width..] {
