@@ -13,8 +13,14 @@ use som_marks::{AllocationMode, Allocator, AllocatorConfig, Renderer};
 fn allocate(c: &mut Criterion) {
     let measure = Renderer::default();
     let sets = [
-        ("synth_1024x768_n200", &[AllocationMode::Paper, AllocationMode::Independent][..]),
-        ("felz_astronaut", &[AllocationMode::Paper, AllocationMode::Independent][..]),
+        (
+            "synth_1024x768_n200",
+            &[AllocationMode::Paper, AllocationMode::Independent][..],
+        ),
+        (
+            "felz_astronaut",
+            &[AllocationMode::Paper, AllocationMode::Independent][..],
+        ),
         ("felz_camera", &[AllocationMode::Paper][..]),
         ("felz_chelsea", &[AllocationMode::Paper][..]),
         ("felz_coffee", &[AllocationMode::Paper][..]),
@@ -25,8 +31,13 @@ fn allocate(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("allocate/{name}"));
         g.sample_size(30);
         for &mode in modes {
-            let alloc = Allocator::new(AllocatorConfig { mode, ..Default::default() });
-            g.bench_function(mode.to_string(), |b| b.iter(|| alloc.allocate(&seg, &measure).expect("allocation")));
+            let alloc = Allocator::new(AllocatorConfig {
+                mode,
+                ..Default::default()
+            });
+            g.bench_function(mode.to_string(), |b| {
+                b.iter(|| alloc.allocate(&seg, &measure).expect("allocation"))
+            });
         }
         g.finish();
     }

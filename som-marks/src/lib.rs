@@ -3,5 +3,5 @@
 
 pub mod allocate;
 pub mod render;
-pub use render::{Draw, RenderConfig, Renderer};
 pub use allocate::{AllocationMode, Allocator, AllocatorConfig};
+pub use render::{Draw, RenderConfig, Renderer};
