@@ -319,27 +319,27 @@ fn smooth_channel<T: Sample>(ch: &Channel<'_, T>, size: ImageSize, sigma: f64) -
 struct Smoothed<'a> {
     width: usize,
     planes: &'a [Vec<f64>],
+    /// Index offset of the other end for each direction (wrapping: up-right
+    /// is `1 - width`). A table, not a `match`: directions come in random
+    /// order in the merge loops and a branch would mispredict half the time.
+    offsets: [usize; 4],
 }
 
 impl<'a> Smoothed<'a> {
     fn new(planes: &'a Planes) -> Self {
+        let width = planes.size.width as usize;
         Self {
-            width: planes.size.width as usize,
+            width,
             planes: &planes.planes,
+            offsets: [1, width, width + 1, 1usize.wrapping_sub(width)],
         }
     }
 
-    /// The other end of edge `id` (`pixel * 4 + direction`).
+    /// The two ends of edge `id` (`pixel * 4 + direction`).
     #[inline]
     fn ends(&self, id: u32) -> (usize, usize) {
         let p = (id >> 2) as usize;
-        let q = match id & 3 {
-            0 => p + 1,
-            1 => p + self.width,
-            2 => p + self.width + 1,
-            _ => p + 1 - self.width,
-        };
-        (p, q)
+        (p, p.wrapping_add(self.offsets[(id & 3) as usize]))
     }
 
     /// skimage's weight: `sqrt(sum over channels of (b - a)^2)`, summed in
@@ -480,27 +480,33 @@ fn sort_edges(weights: Vec<f64>) -> (Vec<f64>, Vec<u32>) {
             }
         }
     }
-    // Fix-up: runs of equal f32 keys, ordered by exact weight, then index.
-    let mut start = 0;
-    while start < n {
-        let k = key(src_w[start]);
-        let mut end = start + 1;
-        let mut in_order = true;
+    // Fix-up: within a run of equal f32 keys the order must follow the exact
+    // weight (then the index, which the stable passes already keep). Rounding
+    // to nearest is monotone, so the only disorder is a weight smaller than
+    // its predecessor inside such a run: scan for that (rare, so the branch
+    // predicts well) and re-sort just that run.
+    let mut j = 1;
+    while j < n {
+        if src_w[j] >= src_w[j - 1] {
+            j += 1;
+            continue;
+        }
+        let k = key(src_w[j]);
+        let mut start = j - 1;
+        while start > 0 && key(src_w[start - 1]) == k {
+            start -= 1;
+        }
+        let mut end = j + 1;
         while end < n && key(src_w[end]) == k {
-            if (src_w[end], src_i[end]) < (src_w[end - 1], src_i[end - 1]) {
-                in_order = false;
-            }
             end += 1;
         }
-        if !in_order {
-            let mut run: Vec<(u64, u32)> = (start..end).map(|j| (src_w[j].to_bits(), src_i[j])).collect();
-            run.sort_unstable();
-            for (j, (w, i)) in (start..end).zip(run) {
-                src_w[j] = f64::from_bits(w);
-                src_i[j] = i;
-            }
+        let mut run: Vec<(u64, u32)> = (start..end).map(|t| (src_w[t].to_bits(), src_i[t])).collect();
+        run.sort_unstable();
+        for (t, (w, i)) in (start..end).zip(run) {
+            src_w[t] = f64::from_bits(w);
+            src_i[t] = i;
         }
-        start = end;
+        j = end;
     }
     (src_w, src_i)
 }
