@@ -383,132 +383,165 @@ fn edge_weights(img: &Smoothed, height: usize) -> Vec<f64> {
     weights
 }
 
+/// The `f32` sort key of a weight (rounding to nearest is monotone, so the
+/// key order agrees with the weight order except inside runs of equal keys).
+#[inline]
+fn key(w: f64) -> u32 {
+    (w as f32).to_bits()
+}
+
+/// Bits of the key used by the first (global) pass: bits 19..31 (the sign
+/// bit is always 0 for weights, which are non-negative).
+const TOP_SHIFT: u32 = 19;
+const TOP_BUCKETS: usize = 1 << 12;
+
 /// Orders the finite `weights` exactly, ties by index, and returns them with
 /// their indices.
 ///
-/// A stable 11-bit LSD radix sort runs on the weights rounded to `f32`
-/// (3 passes instead of 6 on the `f64` bits; rounding to nearest is
-/// monotone), then each run of equal `f32` keys is re-sorted by the exact
-/// weight where needed.
+/// One global counting pass distributes the edges by the top 12 bits of
+/// their `f32` key (stably, so indices stay increasing); each bucket (a few
+/// thousand edges, cache-resident) is then sorted on its remaining 19 key
+/// bits by a two-pass LSD radix sort, and runs of equal `f32` keys are
+/// re-sorted by the exact `f64` weight where needed. Buckets are sorted in
+/// parallel.
 fn sort_edges(weights: Vec<f64>) -> (Vec<f64>, Vec<u32>) {
-    const BITS: u32 = 11;
-    const BUCKETS: usize = 1 << BITS;
-    const PASSES: usize = 3;
-    let key = |w: f64| (w as f32).to_bits();
+    let top = |w: f64| (key(w) >> TOP_SHIFT) as usize & (TOP_BUCKETS - 1);
     let hist = weights
         .par_chunks(1 << 16)
         .map(|chunk| {
-            let mut hist = vec![[0u32; BUCKETS]; PASSES];
+            let mut h = vec![0u32; TOP_BUCKETS];
             for &w in chunk {
                 if w != f64::INFINITY {
-                    let k = key(w);
-                    for (p, h) in hist.iter_mut().enumerate() {
-                        h[((k >> (p as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
-                    }
+                    h[top(w)] += 1;
                 }
             }
-            hist
+            h
         })
         .reduce(
-            || vec![[0u32; BUCKETS]; PASSES],
+            || vec![0u32; TOP_BUCKETS],
             |mut a, b| {
                 for (x, y) in a.iter_mut().zip(&b) {
-                    for (u, v) in x.iter_mut().zip(y) {
-                        *u += v;
-                    }
+                    *x += y;
                 }
                 a
             },
         );
-    let n: usize = hist[0].iter().map(|&c| c as usize).sum();
-    let mut src_w: Vec<f64> = Vec::new();
-    let mut src_i: Vec<u32> = Vec::new();
-    let mut dst_w = vec![0.0f64; n];
-    let mut dst_i = vec![0u32; n];
-    let mut first = true;
-    // After the first pass, `weights` is reused as a destination buffer.
-    let mut spare = Some(weights);
-    for (p, h) in hist.iter().enumerate() {
-        if h.iter().any(|&c| c as usize == n) {
-            continue; // every key has the same digit here
-        }
-        let mut offsets = [0u32; BUCKETS];
-        let mut sum = 0u32;
-        for (o, &c) in offsets.iter_mut().zip(h.iter()) {
-            *o = sum;
-            sum += c;
-        }
-        let shift = p as u32 * BITS;
-        let mut put = |w: f64, i: u32| {
-            let d = ((key(w) >> shift) as usize) & (BUCKETS - 1);
-            let o = &mut offsets[d];
-            dst_w[*o as usize] = w;
-            dst_i[*o as usize] = i;
-            *o += 1;
-        };
-        if first {
-            for (i, &w) in spare.as_deref().unwrap_or_default().iter().enumerate() {
-                if w != f64::INFINITY {
-                    put(w, i as u32);
-                }
-            }
-            first = false;
-        } else {
-            for (&w, &i) in src_w.iter().zip(&src_i) {
-                put(w, i);
-            }
-        }
-        std::mem::swap(&mut src_w, &mut dst_w);
-        std::mem::swap(&mut src_i, &mut dst_i);
-        if dst_w.is_empty() {
-            dst_w = match spare.take() {
-                Some(mut w) => {
-                    w.truncate(n);
-                    w
-                }
-                None => vec![0.0f64; n],
-            };
-            dst_i = vec![0u32; n];
-        }
+    let n: usize = hist.iter().map(|&c| c as usize).sum();
+    let mut starts = vec![0usize; TOP_BUCKETS + 1];
+    for b in 0..TOP_BUCKETS {
+        starts[b + 1] = starts[b] + hist[b] as usize;
     }
-    if first {
-        // All keys equal: only drop the infinite weights.
-        for (i, &w) in spare.as_deref().unwrap_or_default().iter().enumerate() {
+    let mut out_w = vec![0.0f64; n];
+    let mut out_i = vec![0u32; n];
+    {
+        let mut offsets = starts.clone();
+        for (i, &w) in weights.iter().enumerate() {
             if w != f64::INFINITY {
-                src_w.push(w);
-                src_i.push(i as u32);
+                let o = &mut offsets[top(w)];
+                out_w[*o] = w;
+                out_i[*o] = i as u32;
+                *o += 1;
             }
         }
     }
-    // Fix-up: within a run of equal f32 keys the order must follow the exact
-    // weight (then the index, which the stable passes already keep). Rounding
-    // to nearest is monotone, so the only disorder is a weight smaller than
-    // its predecessor inside such a run: scan for that (rare, so the branch
+    drop(weights);
+    // Per-bucket slices, sorted in parallel.
+    let mut buckets: Vec<(&mut [f64], &mut [u32])> = Vec::new();
+    let (mut rest_w, mut rest_i) = (out_w.as_mut_slice(), out_i.as_mut_slice());
+    for &count in &hist {
+        let len = count as usize;
+        let (w, tw) = rest_w.split_at_mut(len);
+        let (i, ti) = rest_i.split_at_mut(len);
+        rest_w = tw;
+        rest_i = ti;
+        if len > 1 {
+            buckets.push((w, i));
+        }
+    }
+    buckets.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |scratch, (w, i)| sort_bucket(w, i, scratch),
+    );
+    (out_w, out_i)
+}
+
+/// Sorts one bucket (all keys share their top bits) by exact weight, ties by
+/// index, given that indices increase within the bucket on entry.
+fn sort_bucket(w: &mut [f64], idx: &mut [u32], scratch: &mut (Vec<f64>, Vec<u32>)) {
+    let n = w.len();
+    if n <= 32 {
+        // Insertion sort on (exact weight, index): small buckets only.
+        for j in 1..n {
+            let (cw, ci) = (w[j], idx[j]);
+            let mut t = j;
+            while t > 0 && (w[t - 1], idx[t - 1]) > (cw, ci) {
+                w[t] = w[t - 1];
+                idx[t] = idx[t - 1];
+                t -= 1;
+            }
+            w[t] = cw;
+            idx[t] = ci;
+        }
+        return;
+    }
+    // Two stable LSD passes on key bits 0..10 and 10..19.
+    let (sw, si) = scratch;
+    sw.clear();
+    sw.resize(n, 0.0);
+    si.clear();
+    si.resize(n, 0);
+    for (shift, bits) in [(0u32, 10u32), (10, 9)] {
+        let mask = (1usize << bits) - 1;
+        let mut counts = [0usize; 1 << 10];
+        for &x in w.iter() {
+            counts[(key(x) >> shift) as usize & mask] += 1;
+        }
+        if counts.contains(&n) {
+            continue;
+        }
+        let mut sum = 0;
+        for c in counts.iter_mut() {
+            let here = *c;
+            *c = sum;
+            sum += here;
+        }
+        for (&x, &i) in w.iter().zip(idx.iter()) {
+            let o = &mut counts[(key(x) >> shift) as usize & mask];
+            sw[*o] = x;
+            si[*o] = i;
+            *o += 1;
+        }
+        w.copy_from_slice(sw);
+        idx.copy_from_slice(si);
+    }
+    // Fix-up: inside a run of equal f32 keys the order must follow the exact
+    // weight (then the index, which the stable passes keep). Rounding to
+    // nearest is monotone, so the only disorder is a weight smaller than its
+    // predecessor inside such a run: scan for that (rare, so the branch
     // predicts well) and re-sort just that run.
     let mut j = 1;
     while j < n {
-        if src_w[j] >= src_w[j - 1] {
+        if w[j] >= w[j - 1] {
             j += 1;
             continue;
         }
-        let k = key(src_w[j]);
+        let k = key(w[j]);
         let mut start = j - 1;
-        while start > 0 && key(src_w[start - 1]) == k {
+        while start > 0 && key(w[start - 1]) == k {
             start -= 1;
         }
         let mut end = j + 1;
-        while end < n && key(src_w[end]) == k {
+        while end < n && key(w[end]) == k {
             end += 1;
         }
-        let mut run: Vec<(u64, u32)> = (start..end).map(|t| (src_w[t].to_bits(), src_i[t])).collect();
+        let mut run: Vec<(u64, u32)> = (start..end).map(|t| (w[t].to_bits(), idx[t])).collect();
         run.sort_unstable();
-        for (t, (w, i)) in (start..end).zip(run) {
-            src_w[t] = f64::from_bits(w);
-            src_i[t] = i;
+        for (t, (x, i)) in (start..end).zip(run) {
+            w[t] = f64::from_bits(x);
+            idx[t] = i;
         }
         j = end;
     }
-    (src_w, src_i)
 }
 
 /// Union-find over pixels with path halving and union by size; each root
