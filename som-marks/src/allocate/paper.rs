@@ -62,7 +62,13 @@ pub(crate) fn allocate(
         if area == b.area() {
             return Ok(Some(filled_box_peak(b)));
         }
-        edt.compute(&packed[i].crop(b)?)?;
+        let m = &units[i].mask;
+        if area == m.area() {
+            // Nothing was taken away: the mask's own bytes, no unpacking.
+            edt.compute(&BinaryCrop::from_mask(m)?)?;
+        } else {
+            edt.compute(&packed[i].crop(b)?)?;
+        }
         Ok(edt.argmax().map(|p| (Point::new(b.x + p.x, b.y + p.y), p.d2)))
     })?;
     // Phase 4: labels.
@@ -225,10 +231,13 @@ impl Ctx<'_, '_> {
     /// exclusion, or the whole unit when nothing is left.
     fn anchor_crop(&self, i: usize) -> Result<(BinaryCrop<'_>, BBox), SomError> {
         let (area, b) = self.own[i];
-        if area > 0 {
+        let m = &self.units[i].mask;
+        if area == m.area() {
+            // Nothing was taken away: the mask's own bytes, no unpacking.
+            Ok((BinaryCrop::from_mask(m)?, m.bbox()))
+        } else if area > 0 {
             Ok((self.packed[i].crop(b)?, b))
         } else {
-            let m = &self.units[i].mask;
             Ok((BinaryCrop::from_mask(m)?, m.bbox()))
         }
     }
