@@ -314,6 +314,95 @@ fn empty_regions_are_errors_naming_the_region() {
 }
 
 #[test]
+fn unchecked_segmentations_are_errors_not_panics() {
+    let size = ImageSize::new(10, 10);
+    let wrong = Mask::from_box(ImageSize::new(20, 20), BBox::new(12, 12, 5, 5));
+    let seg = Segmentation {
+        size,
+        regions: vec![Region::from_mask(3, wrong)],
+    };
+    for mode in [AllocationMode::Paper, AllocationMode::Independent] {
+        let alloc = Allocator::new(AllocatorConfig {
+            mode,
+            ..Default::default()
+        });
+        let err = alloc
+            .allocate(
+                &seg,
+                &Measure {
+                    cw: 2,
+                    lh: 3,
+                    min: 1.0,
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().starts_with("mask size mismatch"), "{err}");
+    }
+    let outside = Segmentation {
+        size,
+        regions: vec![Region::from_box(4, BBox::new(8, 8, 5, 5))],
+    };
+    assert!(paper()
+        .allocate(
+            &outside,
+            &Measure {
+                cw: 2,
+                lh: 3,
+                min: 1.0
+            }
+        )
+        .is_err());
+    let none = Segmentation {
+        size,
+        regions: vec![],
+    };
+    assert!(paper()
+        .allocate(
+            &none,
+            &Measure {
+                cw: 2,
+                lh: 3,
+                min: 1.0
+            }
+        )
+        .expect("no regions")
+        .is_empty());
+}
+
+#[test]
+fn huge_and_degenerate_labels_stay_in_the_image() {
+    let size = ImageSize::new(12, 9);
+    let seg = Segmentation::new(
+        size,
+        vec![
+            Region::from_box(1, BBox::new(0, 0, 12, 9)),
+            Region::from_box(2, BBox::new(2, 2, 3, 3)),
+            Region::from_box(3, BBox::new(8, 5, 2, 2)),
+        ],
+    )
+    .expect("scene");
+    for measure in [
+        Measure {
+            cw: 40,
+            lh: 50,
+            min: 0.5,
+        },
+        Measure {
+            cw: 0,
+            lh: 0,
+            min: f32::NAN,
+        },
+    ] {
+        let marks = paper().allocate(&seg, &measure).expect("allocation");
+        assert_eq!(marks.len(), 3);
+        for m in &marks {
+            assert!(size.full_box().contains_box(&m.label_box), "{:?}", m.label_box);
+            assert!(!m.label_box.is_empty());
+        }
+    }
+}
+
+#[test]
 fn box_only_regions_are_filled_boxes() {
     let size = ImageSize::new(30, 20);
     let seg = Segmentation::new(size, vec![Region::from_box(5, BBox::new(4, 2, 11, 7))]).expect("scene");

@@ -180,6 +180,11 @@ impl MarkAllocator for Allocator {
         segmentation: &Segmentation,
         labels: &dyn LabelMeasure,
     ) -> Result<Vec<Mark>, SomError> {
+        // The fields are public, so the sizes may never have been checked.
+        segmentation.validate()?;
+        if segmentation.is_empty() {
+            return Ok(Vec::new());
+        }
         if let Some(r) = segmentation.first_empty() {
             return Err(SomError::Region {
                 id: r.id,
