@@ -32,10 +32,20 @@ pub struct LabelMap {
 
 impl LabelMap {
     /// A label map of `size` from one label per pixel, row-major. The count is
-    /// the largest label plus one (labels need not all be used).
+    /// the largest label plus one (labels need not all be used, but per-label
+    /// tables are sized by the count, so labels must not exceed
+    /// [`LabelMap::MAX_LABEL`]; sparse ids belong in
+    /// [`crate::regions_from_values`]).
     ///
     /// # Errors
-    /// [`SegmentError::Format`] when `labels.len()` is not `width * height`.
+    /// [`SegmentError::Format`] when `labels.len()` is not `width * height`
+    /// or a label exceeds [`LabelMap::MAX_LABEL`].
+    ///
+    /// ```
+    /// use som_core::ImageSize;
+    /// use som_segment::LabelMap;
+    /// assert!(LabelMap::new(ImageSize::new(2, 1), vec![0, u32::MAX]).is_err());
+    /// ```
     pub fn new(size: ImageSize, labels: Vec<u32>) -> Result<Self, SegmentError> {
         if labels.len() as u64 != size.pixels() {
             return Err(SegmentError::format(
@@ -47,9 +57,19 @@ impl LabelMap {
                 ),
             ));
         }
-        let count = labels.iter().copied().max().map_or(0, |m| m + 1);
+        let max = labels.iter().copied().max();
+        if let Some(m) = max.filter(|&m| m > Self::MAX_LABEL) {
+            return Err(SegmentError::format(
+                "label map",
+                format!("label {m} is above the largest dense label {}", Self::MAX_LABEL),
+            ));
+        }
+        let count = max.map_or(0, |m| m + 1);
         Ok(Self { size, labels, count })
     }
+
+    /// The largest label [`LabelMap::new`] accepts (2^26 − 1).
+    pub const MAX_LABEL: u32 = (1 << 26) - 1;
 
     pub(crate) fn from_parts(size: ImageSize, labels: Vec<u32>, count: u32) -> Self {
         debug_assert_eq!(labels.len() as u64, size.pixels());
