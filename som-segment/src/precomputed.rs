@@ -219,7 +219,9 @@ fn decode_png(bytes: &[u8], what: &str) -> Result<DynamicImage, SegmentError> {
 ///
 /// 8- and 16-bit grayscale maps give the pixel value; RGB(A) 8-bit maps give
 /// the COCO-panoptic id `R + 256·G + 256²·B` (alpha ignored). Grayscale with
-/// alpha and 16-bit colour are rejected: they are not label maps.
+/// alpha and 16-bit colour are rejected: they are not label maps. Palette
+/// (indexed) PNGs are expanded to their colours by the decoder, so their ids
+/// are colour codes, not palette indices.
 ///
 /// # Errors
 /// [`SegmentError::Format`] for files that are not PNG or not a label map.
