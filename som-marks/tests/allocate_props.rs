@@ -180,7 +180,11 @@ fn check(seg: &Segmentation, marks: &[Mark], measure: &Measure) -> Result<(), Te
                 }
             }
         }
-        if let Some(d) = best_free {
+        // (At the minimum scale a forced layout may have been repaired:
+        // labels moved after later ones were placed, so "free of the earlier
+        // labels" no longer describes what this one saw.)
+        let at_min = m.label_box.height == min_h.min(size.height);
+        if let (Some(d), false) = (best_free, at_min) {
             prop_assert_eq!(
                 m.placement,
                 Placement::Inside,

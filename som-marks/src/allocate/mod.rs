@@ -20,7 +20,7 @@
 //!   4. outside ([`Placement::Outside`](som_core::Placement::Outside)): the
 //!      label just beside the region's box, on the side with most room to
 //!      the image edge, as close to the anchor as that side allows, or
-//!      failing that the free spot nearest the anchor within three label
+//!      failing that the free spot nearest the anchor within five label
 //!      sides (also the only choice for a region covered entirely by smaller
 //!      ones).
 //!
@@ -29,8 +29,10 @@
 //!   40% of the image are skipped) and the layout is redone. Only at the
 //!   minimum scale are overlaps accepted: a label that fits nowhere takes the
 //!   candidate position (its region's best pixels, and the spots beside it)
-//!   with the fewest conflicts, and every mark whose label box intersects
-//!   another lists the other's id in [`Mark::overlaps`] — never silently.
+//!   with the fewest conflicts; then, knowing the whole layout, each label
+//!   still in conflict is placed again and moves wherever the steps above
+//!   now find room. Every mark whose label box still intersects another
+//!   lists the other's id in [`Mark::overlaps`] — never silently.
 //! - [`AllocationMode::Independent`]: what the released SoM code does. Each
 //!   mark goes to a pixel of maximal exact Euclidean distance to the outside
 //!   of its own mask (the image border counts as outside), ignoring other

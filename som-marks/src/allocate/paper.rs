@@ -11,7 +11,8 @@
 //!    label box is free, else the best free pixel, else just outside the
 //!    region; when a label fits nowhere, retry everything with smaller labels
 //!    down to the minimum legible scale, where the fewest overlaps are
-//!    accepted (and flagged afterwards).
+//!    accepted, conflicting labels are re-placed knowing the whole layout,
+//!    and what remains is flagged afterwards.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +23,13 @@ use super::bits::{image_words, Packed};
 use super::edt::{BinaryCrop, Edt, Rect};
 use super::{clamp_size, filled_box_peak, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
 
+/// Rounds of moving conflicting labels once the whole layout is known.
+const REPAIR_ROUNDS: usize = 3;
 /// How many descending-distance candidates the overlap fallback tries.
 const FALLBACK_CANDIDATES: usize = 256;
 /// How far (in label sides) from its anchor a label may go when every spot
 /// beside its region is taken.
-const NEAREST_REACH: u32 = 3;
+const NEAREST_REACH: u32 = 5;
 /// Label scales whose labels would cover more than this share of the image
 /// are skipped (no layout keeps that many labels apart next to their regions).
 const MAX_DENSITY: f64 = 0.4;
@@ -214,17 +217,78 @@ impl Ctx<'_, '_> {
         let n = self.units.len();
         let mut out: Vec<Option<Placed>> = vec![None; n];
         let mut layout = Layout::new(self.size);
+        let mut forced = false;
         for i in (0..n).rev() {
             let lsize = texts[&self.units[i].rank].1;
             let p = match self.place_free(i, lsize, &layout, edt, &mut cache[i])? {
                 Some(p) => p,
                 None if strict => return Ok(None),
-                None => self.place_fewest_conflicts(i, lsize, &layout, edt, &mut cache[i])?,
+                None => {
+                    forced = true;
+                    self.place_fewest_conflicts(i, lsize, &layout, edt, &mut cache[i])?
+                }
             };
             layout.push(p.label_box, p.anchor);
             out[i] = Some(p);
         }
-        Ok(Some(out.into_iter().flatten().collect()))
+        let mut out: Vec<Placed> = out.into_iter().flatten().collect();
+        if forced {
+            self.repair(&mut out, texts, edt, cache)?;
+        }
+        Ok(Some(out))
+    }
+
+    /// After a forced layout: every label that still conflicts is placed
+    /// again, now knowing all the other labels (not just the earlier ones),
+    /// and moves when a free spot turns up. A few rounds; each move removes
+    /// at least one conflict and adds none.
+    fn repair(
+        &self,
+        out: &mut [Placed],
+        texts: &BTreeMap<usize, (String, (u32, u32))>,
+        edt: &mut Edt,
+        cache: &mut [Option<Edt>],
+    ) -> Result<(), SomError> {
+        let n = out.len();
+        for _ in 0..REPAIR_ROUNDS {
+            let mut all = Layout::new(self.size);
+            for p in out.iter() {
+                all.push(p.label_box, p.anchor);
+            }
+            // A label conflicts when it meets another label or covers another anchor.
+            let conflicting: Vec<usize> = (0..n)
+                .rev()
+                .filter(|&i| {
+                    // `all` holds the label itself (and its anchor, when under it).
+                    let own = 1 + out[i].label_box.contains(out[i].anchor) as usize;
+                    all.conflicts(&out[i].label_box) > own
+                })
+                .collect();
+            if conflicting.is_empty() {
+                break;
+            }
+            let mut moved = false;
+            for i in conflicting {
+                let mut others = Layout::new(self.size);
+                for (j, p) in out.iter().enumerate() {
+                    if j != i {
+                        others.push(p.label_box, p.anchor);
+                    }
+                }
+                if others.is_free(&out[i].label_box) {
+                    continue; // freed by an earlier move
+                }
+                let lsize = texts[&self.units[i].rank].1;
+                if let Some(p) = self.place_free(i, lsize, &others, edt, &mut cache[i])? {
+                    out[i] = p;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The crop the unit's anchor is chosen from: what is left of it after
