@@ -452,10 +452,11 @@ impl Ctx<'_, '_> {
             }
         }
         let Some((anchor, d2)) = top else {
-            return Err(SomError::Region {
-                id: self.units[i].region as u64,
-                message: "empty mask: there is no pixel to put a mark on".into(),
-            });
+            // Unreachable for the non-empty masks `allocate` accepts.
+            return Err(SomError::Allocate(format!(
+                "region at index {} has no pixel left to put a mark on",
+                self.units[i].region
+            )));
         };
         let rb = self.units[i].mask.bbox();
         for b in beside_positions(rb, anchor, lsize, size) {
