@@ -493,13 +493,19 @@ impl Edt {
     }
 
     /// The column distance (to the nearest outside pixel in the same column)
-    /// at (`x`, `y`) of the last computed crop.
+    /// at (`x`, `y`) of the last computed crop (0 outside the crop).
     pub fn column_distance(&self, x: usize, y: usize) -> u16 {
+        if x >= self.width || y >= self.height {
+            return 0;
+        }
         self.g[y * self.width + x] as u16
     }
 
-    /// The upper bound of row `y`'s squared distances.
+    /// The upper bound of row `y`'s squared distances (0 outside the crop).
     pub fn row_bound(&self, y: usize) -> u32 {
+        if y >= self.height {
+            return 0;
+        }
         self.bound[y]
     }
 
@@ -600,12 +606,21 @@ impl Edt {
         }
     }
 
-    /// Exact squared distances of row `y`, one per column.
+    /// Exact squared distances of row `y`, one per column (an empty slice
+    /// for a row beyond [`Edt::height`]).
     ///
-    /// # Panics
-    /// Never for `y` below [`Edt::height`]; an out-of-range row panics like a
-    /// slice index.
+    /// ```
+    /// use som_marks::allocate::edt::{BinaryCrop, Edt};
+    /// let mut edt = Edt::new();
+    /// edt.compute(&BinaryCrop::from_bytes(5, 1, &[1, 1, 1, 0, 1])?)?;
+    /// assert_eq!(edt.row(0), &[1, 1, 1, 0, 1]);
+    /// assert!(edt.row(1).is_empty());
+    /// # Ok::<(), som_core::SomError>(())
+    /// ```
     pub fn row(&mut self, y: usize) -> &[u32] {
+        if y >= self.height {
+            return &[];
+        }
         let w = self.width;
         self.row.clear();
         self.row.resize(w, 0);
