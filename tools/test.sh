@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine, doing its own setup.
 #
-#   tools/test.sh            # format check, clippy, all tests (default features)
+#   tools/test.sh            # format check, clippy, all tests, then the `torch` feature's tests
 #
-# Nothing here needs Python or network access beyond crates.io.
+# The default-feature part needs nothing but cargo. The `torch` part installs, once,
+# the LibTorch that tch 0.26 links against (torch 2.13.0 from PyPI, CPU subset, into
+# ${SOM_CACHE:-~/.cache/som}; see tools/setup-libtorch.sh) and reuses it afterwards.
+# Set SOM_SKIP_TORCH=1 to stop after the default-feature part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +26,17 @@ cargo test --workspace
 
 step "cargo doc (missing docs and broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+
+if [ "${SOM_SKIP_TORCH:-0}" = 1 ]; then
+    echo "SOM_SKIP_TORCH=1: skipping the torch feature"
+    exit 0
+fi
+
+step "LibTorch 2.13.0 for tch (installed once, then reused)"
+eval "$(tools/setup-libtorch.sh --env)"
+
+step "cargo clippy (torch feature)"
+cargo clippy -p som-segment -p som-cli --features som-segment/torch,som-cli/torch --all-targets -- -D warnings
+
+step "cargo test (torch feature: SAM parity, checkpoints, automatic mask generator)"
+cargo test -p som-segment -p som-cli --features som-segment/torch,som-cli/torch

@@ -362,3 +362,48 @@ fn bad_inputs_give_one_line_errors() {
         "extension",
     );
 }
+
+#[test]
+fn marks_a_folder_of_images_into_an_output_folder() {
+    let dir = tmp("batch");
+    let input = dir.join("in");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    for name in ["chelsea.png", "rocket.jpg"] {
+        std::fs::copy(fixture(&format!("images/{name}")), input.join(name)).unwrap();
+    }
+    std::fs::write(input.join("notes.txt"), "not an image").unwrap();
+    let out = som(&[
+        "mark",
+        s(&input),
+        s(&fixture("images/coffee.png")),
+        "--out-dir",
+        s(&out_dir),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        progress.contains("[1/3]") && progress.contains("[3/3]"),
+        "{progress}"
+    );
+    for stem in ["chelsea", "rocket", "coffee"] {
+        assert!(
+            image::open(out_dir.join(format!("{stem}.marked.png"))).is_ok(),
+            "{stem}"
+        );
+        let marks: Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join(format!("{stem}.marks.json"))).unwrap(),
+        )
+        .unwrap();
+        let n = marks["marks"].as_array().unwrap().len();
+        assert!((8..=80).contains(&n), "{stem}: {n} marks");
+    }
+    // -o names one file: refused with several images.
+    assert_fails(
+        &som(&["mark", s(&input), "-o", s(&dir.join("x.png"))]),
+        "--out-dir",
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails(&som(&["mark", s(&empty), "--out-dir", s(&out_dir)]), "no .png");
+}
