@@ -30,10 +30,12 @@ fn main() -> anyhow::Result<()> {
             let reps: usize = arg(4)?.parse()?;
             for _ in 0..reps {
                 let t = Instant::now();
+                let cpu = cpu_ms();
                 let emb = sam.embed_image(&image)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
+                let cpu = cpu_ms() - cpu;
                 println!(
-                    "{{\"stage\": \"encode\", \"ms\": {ms:.1}, \"checksum\": {}}}",
+                    "{{\"stage\": \"encode\", \"ms\": {ms:.1}, \"cpu_ms\": {cpu:.1}, \"checksum\": {}}}",
                     emb.features.abs().sum(tch::Kind::Double).double_value(&[])
                 );
             }
@@ -90,6 +92,20 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown mode {other}"),
     }
     Ok(())
+}
+
+/// User + system CPU time of this process (all threads), from /proc/self/stat, in ms.
+#[cfg(feature = "torch")]
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) are utime and stime; `after` starts at field 3.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks * 10.0 // USER_HZ is 100 on Linux
 }
 
 #[cfg(not(feature = "torch"))]

@@ -78,18 +78,21 @@ def bench_encode(reps):
     sam = sam_model_registry["vit_b"](checkpoint=path)
     predictor = SamPredictor(sam)
     image = np.array(Image.open(IMAGE).convert("RGB"))
-    py, rs = [], []
+    py, rs, py_cpu, rs_cpu = [], [], [], []
     predictor.set_image(image)  # warm-up, as the Rust side's first run in each process
     # Alternate the two sides so load from other processes hits both alike.
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         predictor.set_image(image)
         py.append((time.perf_counter() - t) * 1e3)
+        py_cpu.append((time.process_time() - c) * 1e3)
         rs_lines = rust("encode", path, IMAGE, "2")
         rs.append([l["ms"] for l in rs_lines if l["stage"] == "encode"][-1])
+        rs_cpu.append([l["cpu_ms"] for l in rs_lines if l["stage"] == "encode"][-1])
     py_sum = predictor.features.double().abs().sum().item()
     rs_sum = rs_lines[-1]["checksum"]
-    return statistics.median(py), statistics.median(rs), abs(py_sum - rs_sum) / py_sum
+    med = statistics.median
+    return med(py), med(rs), med(py_cpu), med(rs_cpu), abs(py_sum - rs_sum) / py_sum
 
 
 def bench_amg(reps):
@@ -158,8 +161,9 @@ def main():
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, image {IMAGE}")
     if not args.skip_encode:
-        py, rs, rel = bench_encode(args.reps)
+        py, rs, py_cpu, rs_cpu, rel = bench_encode(args.reps)
         print(f"ViT-B encode (set_image):  python {py:8.1f} ms   rust {rs:8.1f} ms   ratio {rs / py:.3f}   (embedding checksum rel. diff {rel:.1e})")
+        print(f"ViT-B encode, CPU time:    python {py_cpu:8.1f} ms   rust {rs_cpu:8.1f} ms   ratio {rs_cpu / py_cpu:.3f}   (less sensitive to other load)")
     py_post, rs_post, py_model, rs_model, n, same = bench_amg(args.reps)
     print(f"AMG model calls (tiny):    python {py_model:8.1f} ms   rust {rs_model:8.1f} ms   ratio {rs_model / py_model:.3f}")
     print(f"AMG post-processing:       python {py_post:8.1f} ms   rust {rs_post:8.1f} ms   ratio {rs_post / py_post:.3f}   ({n} records, identical: {same})")
