@@ -52,7 +52,7 @@ pub struct SegmenterArgs {
     /// The segmenter (default: classic; regions with --regions, boxes with --boxes).
     #[arg(long, value_enum, value_name = "NAME")]
     pub segmenter: Option<SegmenterKind>,
-    /// Box-only regions from a JSON list of boxes ([[x0,y0,x1,y1], …] or objects with bbox/label).
+    /// Box-only regions from a JSON list of boxes (`[[x0, y0, x1, y1], …]` or objects with bbox/label).
     #[arg(long, value_name = "FILE")]
     pub boxes: Option<PathBuf>,
     /// How boxes that do not say their format are read.

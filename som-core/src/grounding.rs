@@ -313,6 +313,10 @@ mod tests {
         let arc: std::sync::Arc<dyn GroundingModel> = std::sync::Arc::new(Named);
         assert_eq!(arc.name(), "named");
         let boxed: Box<dyn GroundingModel> = Box::new(Named);
-        assert_eq!((&boxed).name(), "named");
+        // Through the blanket impl for `&T`.
+        fn name_of<M: GroundingModel>(m: M) -> String {
+            m.name().to_string()
+        }
+        assert_eq!(name_of(&boxed), "named");
     }
 }
