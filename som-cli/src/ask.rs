@@ -29,6 +29,7 @@ use som_core::{
 use som_lmm::{BlockingClient, ClientConfig, LmmError, PromptTemplates, Provider, RetryPolicy, Task};
 use som_marks::{Allocator, AllocatorConfig, Draw, RenderConfig, Renderer};
 
+use crate::io::{encode_image, write_file};
 use crate::seg_args::SegmenterArgs;
 
 /// Providers `--provider` can name.
@@ -394,34 +395,4 @@ fn image_info(path: &Path, size: ImageSize) -> ImageInfo {
         Some(name) => info.with_file_name(name),
         None => info,
     }
-}
-
-/// Encodes an image as PNG or JPEG by the output path's extension.
-fn encode_image(image: &image::RgbImage, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let format = match ext.as_deref() {
-        Some("png") => image::ImageFormat::Png,
-        Some("jpg" | "jpeg") => image::ImageFormat::Jpeg,
-        _ => bail!(
-            "cannot write {}: use a .png, .jpg or .jpeg file name",
-            path.display()
-        ),
-    };
-    let mut out = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut out), format)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
-    Ok(out)
-}
-
-/// Writes `bytes` to `path`, creating parent folders.
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create folder {}", parent.display()))?;
-    }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use som_core::{MarkRef, MarkedImage};
+use som_core::{LabelScheme, MarkRef, MarkedImage};
 
 /// The largest range a model may cite (`[1-1000]`); wider ranges are
 /// reported whole as an unknown label rather than expanded.
@@ -841,7 +841,7 @@ fn expand_range(kind: Kind, a: &str, b: &str, span: Range<usize>) -> Vec<LabelTo
             (Ok(x), Ok(y)) => (x, y),
             _ => return whole(),
         },
-        Kind::Letters => match (letters_rank(a), letters_rank(b)) {
+        Kind::Letters => match (letter_number(a), letter_number(b)) {
             (Some(x), Some(y)) => (x, y),
             _ => return whole(),
         },
@@ -853,38 +853,16 @@ fn expand_range(kind: Kind, a: &str, b: &str, span: Range<usize>) -> Vec<LabelTo
         .map(|n| LabelToken {
             label: match kind {
                 Kind::Number => n.to_string(),
-                Kind::Letters => letters_of(n),
+                Kind::Letters => LabelScheme::Letter.text(n as usize - 1),
             },
             span: span.clone(),
         })
         .collect()
 }
 
-/// Bijective base-26 value of a letter label (`a` = 1).
-fn letters_rank(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 6 {
-        return None;
-    }
-    let mut n = 0u64;
-    for b in s.bytes() {
-        let b = b.to_ascii_lowercase();
-        if !b.is_ascii_lowercase() {
-            return None;
-        }
-        n = n * 26 + u64::from(b - b'a' + 1);
-    }
-    Some(n)
-}
-
-fn letters_of(mut n: u64) -> String {
-    let mut out = Vec::new();
-    while n > 0 {
-        n -= 1;
-        out.push(b'a' + (n % 26) as u8);
-        n /= 26;
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
+/// The 1-based number of a letter label (`a` = 1, `aa` = 27), as `som_core` numbers them.
+fn letter_number(s: &str) -> Option<u64> {
+    LabelScheme::Letter.rank_of(s).map(|r| r as u64 + 1)
 }
 
 /// Digits without leading zeros; letters lowercase; anything else as is.
