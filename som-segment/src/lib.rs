@@ -27,7 +27,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `torch` | no | SAM (ViT-B/L/H, automatic mask generator) and TorchScript models on LibTorch through `tch`; needs a LibTorch install (see the repository's `tools/setup-libtorch.sh`) |
+//! | `torch` | no | SAM (ViT-B/L/H, automatic mask generator) on LibTorch through `tch`; needs a LibTorch install (see the repository's `tools/setup-libtorch.sh`) |
 //!
 //! Without features the crate is pure Rust (`image`, `rayon`, `serde_json`).
 //!
