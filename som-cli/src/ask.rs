@@ -205,7 +205,8 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
     let size = ImageSize::new(image.width(), image.height());
     let (segmentation, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
     timings.push(t);
-    let segmentation = segmentation?;
+    let (segmentation, sub_stages) = segmentation?;
+    timings.extend(sub_stages);
     if segmentation.is_empty() {
         bail!("no regions to mark in {}", args.image.display());
     }

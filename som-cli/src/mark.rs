@@ -159,7 +159,8 @@ fn mark_one(
 
     let (segmentation, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
     timings.push(t);
-    let segmentation = segmentation?;
+    let (segmentation, sub_stages) = segmentation?;
+    timings.extend(sub_stages);
     if segmentation.is_empty() {
         bail!("no regions to mark in {}", input.display());
     }

@@ -200,14 +200,18 @@ impl SegmenterArgs {
         })
     }
 
-    /// Segments `image` with the chosen segmenter.
+    /// Segments `image` with the chosen segmenter, returning the segmenter's
+    /// own sub-stage timings too (SAM's encoder, decoder, post-processing).
     ///
     /// # Errors
     /// Bad options, or the segmenter's error (naming the file for precomputed regions).
-    pub fn segment(&self, image: &image::DynamicImage) -> anyhow::Result<som_core::Segmentation> {
+    pub fn segment(
+        &self,
+        image: &image::DynamicImage,
+    ) -> anyhow::Result<(som_core::Segmentation, Vec<som_core::StageTiming>)> {
         let segmenter = self.build()?;
         let seg = segmenter
-            .segment(image)
+            .segment_timed(image)
             .with_context(|| format!("{} segmenter", segmenter.name()))?;
         Ok(seg)
     }

@@ -35,7 +35,8 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     let size = ImageSize::new(image.width(), image.height());
     let (seg, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
     timings.push(t);
-    let seg = seg.with_context(|| format!("{}", args.image.display()))?;
+    let (seg, sub_stages) = seg.with_context(|| format!("{}", args.image.display()))?;
+    timings.extend(sub_stages);
     let mut info = ImageInfo::new(size.width, size.height);
     if let Some(name) = args.image.file_name().and_then(|n| n.to_str()) {
         info = info.with_file_name(name);

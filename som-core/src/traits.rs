@@ -5,6 +5,7 @@ use image::{DynamicImage, RgbImage};
 use crate::error::SomError;
 use crate::geometry::ImageSize;
 use crate::mark::Mark;
+use crate::pipeline::StageTiming;
 use crate::region::Segmentation;
 
 /// Splits an image into regions.
@@ -36,6 +37,16 @@ pub trait Segmenter {
     /// # Errors
     /// Whatever stops the segmenter; never panics on a valid image.
     fn segment(&self, image: &DynamicImage) -> Result<Segmentation, SomError>;
+
+    /// Segments `image` and reports the segmenter's own sub-stages (e.g. SAM's
+    /// image encoder, mask decoder and post-processing) as [`StageTiming`]s.
+    /// The default runs [`Segmenter::segment`] and reports none.
+    ///
+    /// # Errors
+    /// As [`Segmenter::segment`].
+    fn segment_timed(&self, image: &DynamicImage) -> Result<(Segmentation, Vec<StageTiming>), SomError> {
+        self.segment(image).map(|s| (s, Vec::new()))
+    }
 
     /// A short name for logs and timings.
     fn name(&self) -> &str {
@@ -101,6 +112,9 @@ macro_rules! forward_impls {
         impl<T: Segmenter + ?Sized> Segmenter for $wrapper {
             fn segment(&self, image: &DynamicImage) -> Result<Segmentation, SomError> {
                 (**self).segment(image)
+            }
+            fn segment_timed(&self, image: &DynamicImage) -> Result<(Segmentation, Vec<StageTiming>), SomError> {
+                (**self).segment_timed(image)
             }
             fn name(&self) -> &str {
                 (**self).name()

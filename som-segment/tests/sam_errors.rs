@@ -225,4 +225,15 @@ fn segmenter_is_shareable_and_matches_the_generator() {
         assert_eq!(region.source["segmenter"], "sam");
         assert_eq!(region.source["crop_box"], record["crop_box"]);
     }
+    // The timed variant gives the same regions and SAM's own stages for `--timings`.
+    let (timed, stages) = seg
+        .segment_timed(&image::DynamicImage::ImageRgb8(image()))
+        .unwrap();
+    assert_eq!(timed, segmentation);
+    let names: Vec<&str> = stages.iter().map(|t| t.stage.as_str()).collect();
+    assert_eq!(names, ["sam_encoder", "sam_decoder", "sam_postprocess"]);
+    assert!(
+        stages.iter().all(|t| t.ms.is_finite() && t.ms >= 0.0),
+        "{stages:?}"
+    );
 }

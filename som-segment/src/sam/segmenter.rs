@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use image::DynamicImage;
 use serde_json::json;
-use som_core::{ImageSize, Region, Segmentation, Segmenter, SomError};
+use som_core::{ImageSize, Region, Segmentation, Segmenter, SomError, StageTiming};
 
 use super::amg::{AmgOptions, AutomaticMaskGenerator};
 use super::config::SamModel;
@@ -90,7 +90,7 @@ impl SamSegmenter {
         &self.generator
     }
 
-    fn run(&self, image: &DynamicImage) -> Result<Segmentation, SamError> {
+    fn run(&self, image: &DynamicImage) -> Result<(Segmentation, Vec<StageTiming>), SamError> {
         let rgb = check_image(image)?;
         let sam = self.sam.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (records, timings) = self.generator.generate_timed(&sam, &rgb)?;
@@ -119,12 +119,32 @@ impl SamSegmenter {
             region.source.insert("crop_box".into(), json!(r.crop_box));
             regions.push(region);
         }
-        Segmentation::new(size, regions).map_err(|e| SamError::Image(e.to_string()))
+        let stages = vec![
+            StageTiming {
+                stage: "sam_encoder".into(),
+                ms: timings.encode_ms,
+            },
+            StageTiming {
+                stage: "sam_decoder".into(),
+                ms: timings.decode_ms,
+            },
+            StageTiming {
+                stage: "sam_postprocess".into(),
+                ms: timings.post_ms,
+            },
+        ];
+        let seg = Segmentation::new(size, regions).map_err(|e| SamError::Image(e.to_string()))?;
+        Ok((seg, stages))
     }
 }
 
 impl Segmenter for SamSegmenter {
     fn segment(&self, image: &DynamicImage) -> Result<Segmentation, SomError> {
+        Ok(self.run(image)?.0)
+    }
+
+    /// Also reports `sam_encoder`, `sam_decoder` and `sam_postprocess` times.
+    fn segment_timed(&self, image: &DynamicImage) -> Result<(Segmentation, Vec<StageTiming>), SomError> {
         Ok(self.run(image)?)
     }
 
