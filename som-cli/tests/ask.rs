@@ -1,32 +1,17 @@
 //! `som ask` end to end against a loopback OpenAI-compatible mock server:
 //! image → marks → request → answer → resolved regions in the JSON.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{fixture, s, tmp};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use som_lmm::mock::{MockResponse, MockServer};
 
 const KEY: &str = "sk-cli-test-SECRET-42";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    root().join("fixtures").join(rel)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("som-cli-ask-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Runs `som` with a clean provider environment plus `env`.
 fn som(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -1,48 +1,9 @@
 //! `som mark` end to end: the reference photos with the reference regions, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::{assert_fails, fixture, s, som, tmp};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    root().join("fixtures").join(rel)
-}
-
-fn som(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_som"))
-        .args(args)
-        .output()
-        .expect("run som")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("som-cli-mark-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The command fails with exit status 1 and exactly one line on stderr that mentions `needle`.
-fn assert_fails(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded; stderr: {err}");
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("som: error: "), "{err:?}");
-    assert!(!err.contains("panicked"), "{err:?}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "{err:?} does not mention {needle:?}"
-    );
-}
 
 const PHOTOS: &[(&str, &str)] = &[
     ("astronaut.png", "felz_astronaut"),

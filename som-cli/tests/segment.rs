@@ -2,53 +2,14 @@
 //! regions JSON it writes, `--timings`, and bad input (one-line errors,
 //! never a panic).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+
+use common::{assert_fails, assert_ok, fixture, s, som, tmp};
 
 use image::{GrayImage, ImageBuffer, Luma};
 use som_core::json::read_regions;
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(rel)
-}
-
-fn som(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_som"))
-        .args(args)
-        .output()
-        .expect("run som")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("som-cli-segment-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Exit status 1 and exactly one line on stderr that mentions `needle`.
-fn assert_fails(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("som: error: "), "{err:?}");
-    assert!(!err.contains("panicked"), "{err:?}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-}
 
 fn regions_of(path: &Path) -> som_core::Segmentation {
     let text = std::fs::read_to_string(path).expect("regions file");
