@@ -30,6 +30,7 @@ use som_lmm::{BlockingClient, ClientConfig, LmmError, PromptTemplates, Provider,
 use som_marks::{Allocator, AllocatorConfig, Draw, RenderConfig, Renderer};
 
 use crate::io::{encode_image, write_file};
+use crate::mark::Labels;
 use crate::seg_args::SegmenterArgs;
 
 /// Providers `--provider` can name.
@@ -75,15 +76,6 @@ pub enum TaskArg {
     Raw,
 }
 
-/// Mark texts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AskLabels {
-    /// 1, 2, 3…
-    Number,
-    /// a, b, … z, aa…
-    Letter,
-}
-
 /// Arguments of `som ask`.
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -118,8 +110,8 @@ pub struct AskArgs {
     #[command(flatten)]
     pub segmenter: SegmenterArgs,
     /// Mark texts.
-    #[arg(long, value_enum, default_value_t = AskLabels::Number)]
-    pub labels: AskLabels,
+    #[arg(long, value_enum, default_value_t = Labels::Number)]
+    pub labels: Labels,
     /// What to draw: any of mark, mask, contour, box, comma-separated.
     #[arg(long, value_name = "LIST", default_value = "mark,mask,contour")]
     pub draw: String,
@@ -211,8 +203,8 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         bail!("no regions to mark in {}", args.image.display());
     }
     let labels = match args.labels {
-        AskLabels::Number => LabelScheme::Number { zero_based: false },
-        AskLabels::Letter => LabelScheme::Letter,
+        Labels::Number => LabelScheme::Number { zero_based: false },
+        Labels::Letter => LabelScheme::Letter,
     };
     let allocator = Allocator::new(AllocatorConfig {
         labels,
