@@ -235,41 +235,25 @@ pub trait GroundingModel: Send + Sync {
     }
 }
 
-impl<T: GroundingModel + ?Sized> GroundingModel for Box<T> {
-    fn ground<'a>(
-        &'a self,
-        request: &'a GroundingRequest<'a>,
-    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
-        (**self).ground(request)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
+/// Forwards the trait through smart pointers and references, as `traits.rs` does
+/// for the other stages.
+macro_rules! forward_grounding {
+    ($($wrapper:ty),*) => {$(
+        impl<T: GroundingModel + ?Sized> GroundingModel for $wrapper {
+            fn ground<'a>(
+                &'a self,
+                request: &'a GroundingRequest<'a>,
+            ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
+                (**self).ground(request)
+            }
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+        }
+    )*};
 }
 
-impl<T: GroundingModel + ?Sized> GroundingModel for &T {
-    fn ground<'a>(
-        &'a self,
-        request: &'a GroundingRequest<'a>,
-    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
-        (**self).ground(request)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
-
-impl<T: GroundingModel + ?Sized> GroundingModel for std::sync::Arc<T> {
-    fn ground<'a>(
-        &'a self,
-        request: &'a GroundingRequest<'a>,
-    ) -> BoxFuture<'a, Result<GroundingAnswer, SomError>> {
-        (**self).ground(request)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
+forward_grounding!(&T, Box<T>, std::sync::Arc<T>);
 
 #[cfg(test)]
 mod tests {
