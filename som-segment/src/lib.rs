@@ -70,3 +70,5 @@ pub use precomputed::{
 
 #[cfg(feature = "torch")]
 pub mod sam;
+#[cfg(feature = "torch")]
+pub mod torch;

@@ -48,7 +48,7 @@ fn checkpoint_of_another_model_size_is_rejected() {
 }
 
 fn expect_checkpoint_error(path: &std::path::Path, what: &str) -> String {
-    match Weights::from_file(path) {
+    match Weights::from_file(path).map_err(SamError::from) {
         Err(e @ SamError::Checkpoint { .. }) => e.to_string(),
         other => panic!("{what}: expected a checkpoint error, got {other:?}"),
     }
@@ -76,7 +76,7 @@ fn truncated_and_foreign_files_are_rejected() {
     }
     let msg = expect_checkpoint_error(&fixture("not_a_checkpoint.zip"), "zip");
     assert!(msg.contains("no state dict"), "{msg}");
-    match Weights::from_file(temp_path("does-not-exist.pth")) {
+    match Weights::from_file(temp_path("does-not-exist.pth")).map_err(SamError::from) {
         Err(SamError::Io { .. }) => {}
         other => panic!("expected an io error, got {other:?}"),
     }

@@ -89,3 +89,30 @@ impl From<SamError> for som_core::SomError {
         som_core::SomError::segment(e)
     }
 }
+
+impl From<crate::torch::CheckpointError> for SamError {
+    fn from(e: crate::torch::CheckpointError) -> Self {
+        use crate::torch::CheckpointError as C;
+        match e {
+            C::Io { path, source } => SamError::Io { path, source },
+            C::Format { path, reason } => SamError::Checkpoint { path, reason },
+            C::MissingWeight { name, .. } => SamError::MissingWeight { name },
+            C::WeightShape {
+                name,
+                model,
+                expected,
+                found,
+            } => SamError::WeightShape {
+                name,
+                model,
+                expected,
+                found,
+            },
+            C::UnexpectedWeights { model, count, first } => {
+                SamError::UnexpectedWeights { model, count, first }
+            }
+            C::Torch(e) => SamError::Torch(e),
+            e @ C::Inconsistent { .. } => SamError::Config(e.to_string()),
+        }
+    }
+}
