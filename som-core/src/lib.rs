@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod components;
 mod error;
 mod geometry;
 mod grounding;
@@ -56,6 +57,7 @@ mod rle;
 mod timing;
 mod traits;
 
+pub use components::{Components, Connectivity};
 pub use error::{BoxError, ErrorChain, Result, SomError};
 pub use geometry::{BBox, ImageSize, Point};
 pub use grounding::{
