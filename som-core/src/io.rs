@@ -30,6 +30,14 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// # Ok::<(), som_core::SomError>(())
 /// ```
 pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, SomError> {
+    #[cfg(feature = "exact-jpeg")]
+    if crate::jpeg::is_jpeg(bytes) {
+        let limits = crate::jpeg::Limits {
+            max_side: MAX_IMAGE_SIDE,
+            max_bytes: MAX_DECODE_BYTES,
+        };
+        return crate::jpeg::decode(bytes, &limits).map_err(|e| SomError::Image(e.to_string()));
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| SomError::Image(e.to_string()))?;

@@ -45,6 +45,8 @@ mod error;
 mod geometry;
 mod grounding;
 pub mod io;
+#[cfg(feature = "exact-jpeg")]
+pub mod jpeg;
 pub mod json;
 mod mark;
 mod marked;
