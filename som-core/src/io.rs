@@ -15,6 +15,10 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// Decodes a PNG or JPEG from memory, refusing images larger than
 /// [`MAX_IMAGE_SIDE`] on a side or needing more than [`MAX_DECODE_BYTES`].
 ///
+/// With the `exact-jpeg` feature (default), JPEGs are decoded by
+/// [`crate::jpeg`], pixel-identically to PIL and OpenCV (libjpeg-turbo);
+/// without it, by the `image` crate's decoder.
+///
 /// # Errors
 /// [`SomError::Image`] naming the problem: unknown format, truncated or corrupt
 /// data, or a limit exceeded.
