@@ -161,7 +161,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
     let model = args
         .model
         .clone()
-        .unwrap_or_else(|| provider.default_model().to_string());
+        .unwrap_or_else(|| provider.api().info().default_model.to_string());
     let mut config = ClientConfig::new(provider, model.clone())
         .with_timeout(Duration::from_secs_f64(args.timeout))
         .with_retry(RetryPolicy {

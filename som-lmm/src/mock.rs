@@ -404,14 +404,14 @@ impl som_core::GroundingModel for ScriptedModel {
                 None => last.clone().unwrap_or_default(),
             }
         };
-        let incoming = crate::providers::Incoming {
+        let reply = crate::providers::ApiReply {
             text,
             finish_reason: Some("stop".into()),
             usage: self.usage,
             model: Some("scripted".into()),
-            ..crate::providers::Incoming::default()
+            ..crate::providers::ApiReply::default()
         };
-        let answer = crate::client::interpret(incoming, request.marked);
+        let answer = crate::answer::interpret(reply, request.marked);
         Box::pin(async move { Ok(answer) })
     }
 

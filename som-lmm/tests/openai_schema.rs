@@ -11,11 +11,13 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::{marked, marked_with, KEY};
 use serde_json::{json, Value};
 use som_core::{ContentPart, GroundingRequest, LabelScheme};
-use som_lmm::{ApiKey, ClientConfig, LmmClient, MaxTokensField, Provider};
+use som_lmm::providers::{ImageDetail, MaxTokensField, OpenAiChat};
+use som_lmm::{ApiKey, ClientConfig, LmmClient, Provider};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -41,19 +43,32 @@ fn bodies() -> Vec<(String, Value)> {
             MaxTokensField::MaxTokens,
         ] {
             for temperature in [None, Some(0.0), Some(1.5)] {
-                let mut c = ClientConfig::new(Provider::OpenAi, "gpt-4.1")
+                let api = OpenAiChat {
+                    max_tokens: field,
+                    ..OpenAiChat::default()
+                };
+                let mut c = ClientConfig::for_api(Arc::new(api), "gpt-4.1")
                     .with_api_key(ApiKey::new(KEY))
                     .with_structured_output(structured);
-                c.max_tokens_field = field;
                 c.temperature = temperature;
                 configs.push(c);
             }
         }
     }
-    let mut local = ClientConfig::new(Provider::OpenAi, "Qwen/Qwen2.5-VL-7B-Instruct")
-        .with_base_url("http://localhost:8000/v1");
-    local.image_detail = "low".into();
-    configs.push(local);
+    for detail in [ImageDetail::Low, ImageDetail::Auto] {
+        let api = OpenAiChat {
+            detail,
+            ..OpenAiChat::default()
+        };
+        configs.push(
+            ClientConfig::for_api(Arc::new(api), "Qwen/Qwen2.5-VL-7B-Instruct")
+                .with_base_url("http://localhost:8000/v1"),
+        );
+    }
+    configs.push(
+        ClientConfig::new(Provider::OpenAi, "Qwen/Qwen2.5-VL-7B-Instruct")
+            .with_base_url("http://localhost:8000/v1"),
+    );
     configs.push(
         ClientConfig::azure("https://x.openai.azure.com", "dep", "2024-10-21").with_api_key(ApiKey::new(KEY)),
     );
