@@ -7,8 +7,9 @@
 #   tools/mutants.sh FILE...                   e.g. tools/mutants.sh som-lmm/src/parse.rs
 #   tools/mutants.sh --iterate FILE...         retest only what the last run of FILE did not catch
 #   MUTANTS_TESTS="--lib --test parser_props" tools/mutants.sh som-lmm/src/parse.rs
-#                                              run only these test targets (faster; default: all
-#                                              of the crate's tests, doctests included)
+#                                              build and run only these test targets (much faster:
+#                                              each mutant rebuilds only them; default: all of the
+#                                              crate's tests, doctests included)
 #   MUTANTS_JOBS=2 tools/mutants.sh ...        parallel builds (default 1: the machine is shared)
 #
 # Each FILE gets its own results folder, target/mutants/<file with / as _>/mutants.out/
@@ -35,7 +36,7 @@ fi
 
 test_args=()
 for a in ${MUTANTS_TESTS:-}; do
-    test_args+=("--cargo-test-arg=$a")
+    test_args+=("--cargo-arg=$a")
 done
 
 status=0
