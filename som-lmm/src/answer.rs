@@ -18,25 +18,17 @@ pub(crate) fn interpret(mut reply: ApiReply, marked: &MarkedImage) -> GroundingA
             .ok()
             .filter(|v| v.get("answer").is_some_and(Value::is_string))
     });
-    let (text, tokens) = match structured {
-        Some(v) => {
-            let text = v
-                .get("answer")
-                .and_then(Value::as_str)
-                .map_or_else(|| reply.text.clone(), str::to_string);
-            let from_json = extract_labels(&v.to_string(), kinds);
-            if from_json.is_empty() {
-                let t = extract_labels(&text, kinds);
-                (text, t)
-            } else {
-                (text, from_json)
-            }
-        }
-        None => {
-            let t = extract_labels(&reply.text, kinds);
-            (reply.text, t)
-        }
-    };
+    // The structured answer's text, and its marks wherever it lists them
+    // (`marks`, or citations inside `answer`); else the plain text's.
+    let text = structured
+        .as_ref()
+        .and_then(|v| v.get("answer"))
+        .and_then(Value::as_str)
+        .map_or(reply.text, str::to_string);
+    let mut tokens = structured.map_or_else(Vec::new, |v| extract_labels(&v.to_string(), kinds));
+    if tokens.is_empty() {
+        tokens = extract_labels(&text, kinds);
+    }
     let parsed = resolve(&tokens, marked);
     let mut answer = GroundingAnswer::new(text);
     answer.unknown = parsed.unknown_labels();
