@@ -10,6 +10,9 @@ const FIX_1_40200: i32 = 91881;
 const FIX_1_77200: i32 = 116130;
 const FIX_0_71414: i32 = 46802;
 const FIX_0_34414: i32 = 22554;
+const _: () = assert!(FIX_1_40200 == (1 << 16) + 26345);
+const _: () = assert!(FIX_1_77200 == (1 << 17) - 14942);
+const _: () = assert!(FIX_0_71414 == (1 << 16) - 18734);
 
 /// The four lookup tables, indexed by a Cb or Cr sample.
 pub(crate) struct YccTables {
@@ -75,9 +78,15 @@ pub(crate) fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
             .zip(&cr[start..start + len]);
         for (((r, g), b), ((&y, &cb), &cr)) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).zip(samples) {
             let (y, x_cb, x_cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
-            *r = clamp(y + ((FIX_1_40200 * x_cr + ONE_HALF) >> SCALEBITS));
-            *g = clamp(y + ((-FIX_0_34414 * x_cb + ONE_HALF - FIX_0_71414 * x_cr) >> SCALEBITS));
-            *b = clamp(y + ((FIX_1_77200 * x_cb + ONE_HALF) >> SCALEBITS));
+            // The tables' products, split so each multiplier fits in 16 bits
+            // (SSE2 has 16-bit multiplies only): 91881 = 2^16 + 26345,
+            // 116130 = 2^17 - 14942, 46802 = 2^16 - 18734.
+            let cr_r = x_cr * 26345 + (x_cr << 16);
+            let cb_b = (x_cb << 17) - x_cb * 14942;
+            let g_sum = -x_cb * FIX_0_34414 + x_cr * 18734 - (x_cr << 16);
+            *r = clamp(y + ((cr_r + ONE_HALF) >> SCALEBITS));
+            *g = clamp(y + ((g_sum + ONE_HALF) >> SCALEBITS));
+            *b = clamp(y + ((cb_b + ONE_HALF) >> SCALEBITS));
         }
         let pixels = out[3 * start..3 * (start + len)].chunks_exact_mut(3);
         for (px, ((&r, &g), &b)) in pixels.zip(r.iter().zip(&g).zip(&b)) {

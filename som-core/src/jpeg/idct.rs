@@ -172,6 +172,13 @@ mod tests {
     }
 
     #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let m: [[i16; 8]; 8] = std::array::from_fn(|r| std::array::from_fn(|c| (r * 8 + c) as i16));
+        let t = transpose(&m);
+        assert!((0..8).all(|r| (0..8).all(|c| t[c][r] == m[r][c])));
+    }
+
+    #[test]
     fn out_of_range_values_saturate() {
         let mut coef = [0i16; 64];
         coef[0] = 2000;
