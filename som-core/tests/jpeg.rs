@@ -146,6 +146,7 @@ fn colour_spaces_match_pil() {
 fn extreme_qualities_match_pil() {
     check("quality_100");
     check("quality_5");
+    check("quant_16bit");
 }
 
 #[test]
