@@ -218,12 +218,12 @@ fn unsupported_variants_give_one_clear_line() {
     let arithmetic = frame_header(0xC9, 8, 16, 16, &rgb);
     assert_eq!(
         one_line_error(&arithmetic),
-        "image error: unsupported JPEG: arithmetic coding"
+        "unsupported JPEG: arithmetic coding"
     );
     let lossless = frame_header(0xC3, 8, 16, 16, &rgb);
     assert_eq!(
         one_line_error(&lossless),
-        "image error: unsupported JPEG: lossless JPEG"
+        "unsupported JPEG: lossless JPEG"
     );
     let twelve_bit = frame_header(0xC0, 12, 16, 16, &rgb);
     assert!(one_line_error(&twelve_bit).contains("12-bit samples"));
@@ -236,7 +236,7 @@ fn limits_are_checked_before_allocating() {
     let huge = frame_header(0xC0, 8, 20_000, 100, &[(1, 0x11)]);
     assert_eq!(
         one_line_error(&huge),
-        "image error: the JPEG is 20000x100 pixels, more than the limit of 16384 pixels a side"
+        "the JPEG is 20000x100 pixels, more than the limit of 16384 pixels a side"
     );
     // 16384 x 16384 x 3 components at full resolution needs several GiB.
     let big = frame_header(0xC0, 8, 16_384, 16_384, &[(1, 0x11), (2, 0x11), (3, 0x11)]);
