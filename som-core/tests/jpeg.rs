@@ -267,7 +267,7 @@ fn the_number_of_scans_is_limited() {
     }
     file.extend_from_slice(&[0xFF, 0xD9]);
     let e = one_line_error(&file);
-    assert_eq!(e, "image error: unsupported JPEG: more than 256 scans");
+    assert_eq!(e, "unsupported JPEG: more than 256 scans");
     // A few repetitions are fine.
     let mut few = bytes[..bytes.len() - 2].to_vec();
     few.extend_from_slice(body);
