@@ -216,15 +216,9 @@ fn one_line_error(bytes: &[u8]) -> String {
 fn unsupported_variants_give_one_clear_line() {
     let rgb = [(1, 0x11), (2, 0x11), (3, 0x11)];
     let arithmetic = frame_header(0xC9, 8, 16, 16, &rgb);
-    assert_eq!(
-        one_line_error(&arithmetic),
-        "unsupported JPEG: arithmetic coding"
-    );
+    assert_eq!(one_line_error(&arithmetic), "unsupported JPEG: arithmetic coding");
     let lossless = frame_header(0xC3, 8, 16, 16, &rgb);
-    assert_eq!(
-        one_line_error(&lossless),
-        "unsupported JPEG: lossless JPEG"
-    );
+    assert_eq!(one_line_error(&lossless), "unsupported JPEG: lossless JPEG");
     let twelve_bit = frame_header(0xC0, 12, 16, 16, &rgb);
     assert!(one_line_error(&twelve_bit).contains("12-bit samples"));
     let two = frame_header(0xC0, 8, 16, 16, &[(1, 0x11), (2, 0x11)]);
