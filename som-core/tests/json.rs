@@ -10,7 +10,11 @@ use som_core::json::{
     read_regions, read_regions_with, write_marks, write_regions, ImageInfo, ImageSelector, ReadOptions,
     MAX_MASK_PIXELS,
 };
-use som_core::{BBox, ImageSize, Mark, Point, Region, Segmentation, SomError};
+use som_core::json::{write_answer, AnswerMeta};
+use som_core::{
+    BBox, GroundingAnswer, ImageScale, ImageSize, Mark, MarkRef, MarkedImage, Point, Region, Segmentation,
+    SomError, Usage,
+};
 
 /// The error of reading `doc` with `options`, checked to be one line.
 fn error_with(doc: &str, options: &ReadOptions) -> String {
@@ -31,47 +35,104 @@ fn check_err(doc: &str, needle: &str) {
 
 #[test]
 fn malformed_documents_name_the_problem() {
-    check_err("not json", "not valid JSON");
-    check_err("{\"image\": {\"width\": 4, \"height\": 4}}", "\"regions\"");
-    check_err("{\"regions\": []}", "\"image\"");
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"id": 1}]}"#,
-        "regions[0] has neither",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"segmentation": {"size": [5, 4], "counts": [20]}}]}"#,
-        "expected 4x4",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"segmentation": {"size": [4, 4], "counts": [3, 2]}}]}"#,
-        "add up to 5",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"segmentation": {"size": [4, 4], "counts": "\u00ff"}}]}"#,
-        "alphabet",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"bbox": [0, 0, -1, 2]}]}"#,
-        "negative",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"bbox": [2, 2, 5, 5]}]}"#,
-        "regions[0].bbox [2, 2, 5, 5] is empty or lies outside the 4x4 image",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"bbox": [0, 0, 1, 1]}, {"id": 0, "bbox": [0, 0, 1, 1]}]}"#,
-        "regions[1].id 0 is also the id of regions[0]",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"bbox": [0, 0, 1, 1]}, {"id": 1.5, "bbox": [0, 0, 1, 1]}]}"#,
-        "regions[1].id must be a non-negative integer",
-    );
-    check_err(
-        r#"{"image": {"width": 4, "height": 4}, "regions": [{"bbox": [0, 0, 1, 1], "label": 7}]}"#,
-        "regions[0].label must be a string",
-    );
-    check_err(r#"[{"bbox": [0, 0, 1, 1]}]"#, "image size");
-    check_err("42", "expected an object");
+    for (doc, needle) in [
+        ("not json", "not valid JSON"),
+        (
+            r#"{"image": {"width": 4, "height": 4}}"#,
+            "missing the \"regions\" list",
+        ),
+        (r#"{"regions": []}"#, "missing the \"image\" object"),
+        (
+            r#"{"image": {"width": 4, "height": -4}, "regions": []}"#,
+            "image.height must be a non-negative integer",
+        ),
+        (
+            r#"{"image": {"width": 4.5, "height": 4}, "regions": []}"#,
+            "image.width must be a non-negative integer",
+        ),
+        (r#"[{"bbox": [0, 0, 1, 1]}]"#, "does not say the image size"),
+        ("42", "expected an object"),
+    ] {
+        check_err(doc, needle);
+    }
+    // Regions of a 4x4 image.
+    let not_a_mask = "regions[0].segmentation must be an RLE object, a list of polygons or a binary array";
+    let not_hw = "regions[0].segmentation.size must be [height, width]";
+    let not_xywh = "regions[0].bbox must be [x, y, w, h]";
+    for (regions, needle) in [
+        (
+            r#"[{"id": 1}]"#,
+            "regions[0] has neither a segmentation nor a bbox",
+        ),
+        (
+            r#"[{"segmentation": {"size": [5, 4], "counts": [20]}}]"#,
+            "expected 4x4",
+        ),
+        (
+            r#"[{"segmentation": {"size": [4, 4], "counts": [3, 2]}}]"#,
+            "add up to 5",
+        ),
+        (
+            r#"[{"segmentation": {"size": [4, 4], "counts": "\u00ff"}}]"#,
+            "alphabet",
+        ),
+        (
+            r#"[{"segmentation": {"size": [4, 4]}}]"#,
+            "regions[0].segmentation: invalid RLE: missing counts",
+        ),
+        (
+            r#"[{"segmentation": {"size": [4, 4], "counts": [8, -1, 9]}}]"#,
+            "counts must be non-negative integers",
+        ),
+        (r#"[{"segmentation": {"size": [4, -4], "counts": [16]}}]"#, not_hw),
+        (
+            r#"[{"segmentation": {"size": [4, 4, 4], "counts": [16]}}]"#,
+            not_hw,
+        ),
+        (r#"[{"segmentation": []}]"#, not_a_mask),
+        (r#"[{"segmentation": 5}]"#, not_a_mask),
+        (r#"[{"segmentation": [5, [0, 0, 1, 0, 1, 1]]}]"#, not_a_mask),
+        (
+            r#"[{"segmentation": [["a", 0, 1, 0, 1, 1]]}]"#,
+            "regions[0].segmentation must hold polygons",
+        ),
+        (
+            r#"[{"segmentation": [[0, 0, 1, 0, 1, 1], [0, 0, 1, "0", 1, 1]]}]"#,
+            "regions[0].segmentation[1] must be a list of numbers",
+        ),
+        (r#"[{"bbox": [0, 0, -1, 2]}]"#, "negative"),
+        (r#"[{"bbox": [0, 0, 1]}]"#, not_xywh),
+        (r#"[{"bbox": [0, 0, 1, "1"]}]"#, not_xywh),
+        (
+            r#"[{"bbox": [1, 1, 0, 2]}]"#,
+            "regions[0].bbox [1, 1, 0, 2] is empty",
+        ),
+        (
+            r#"[{"bbox": [2, 2, 5, 5]}]"#,
+            "regions[0].bbox [2, 2, 5, 5] is empty or lies outside the 4x4 image",
+        ),
+        (
+            r#"[{"bbox": [0, 0, 1, 1]}, {"id": 0, "bbox": [0, 0, 1, 1]}]"#,
+            "regions[1].id 0 is also the id of regions[0]",
+        ),
+        (
+            r#"[{"bbox": [0, 0, 1, 1]}, {"id": 1.5, "bbox": [0, 0, 1, 1]}]"#,
+            "regions[1].id must be a non-negative integer",
+        ),
+        (
+            r#"[{"bbox": [0, 0, 1, 1], "label": 7}]"#,
+            "regions[0].label must be a string",
+        ),
+        (
+            r#"[{"bbox": [0, 0, 1, 1], "score": "high"}]"#,
+            "regions[0].score must be a number",
+        ),
+    ] {
+        check_err(
+            &format!(r#"{{"image": {{"width": 4, "height": 4}}, "regions": {regions}}}"#),
+            needle,
+        );
+    }
 }
 
 /// Regions without an id are numbered by position; when an explicit id takes
@@ -130,6 +191,72 @@ fn reads_coco_annotation_files() {
     assert_eq!(seg.regions()[0].id, 11);
     assert!(seg.regions()[0].mask.is_none());
     assert_eq!(seg.regions()[1].bbox, BBox::new(2, 2, 1, 1));
+}
+
+/// `file_name` picks the image whose name is the one given, ends with it as a
+/// path component, or is the last component of the path given.
+#[test]
+fn coco_images_are_chosen_by_file_name() {
+    let doc = r#"{"images": [{"id": 1, "width": 6, "height": 4, "file_name": "a/b.jpg"},
+                             {"id": 2, "width": 3, "height": 3, "file_name": "c.jpg"},
+                             {"id": 3, "width": 2, "height": 2, "file_name": "xb.jpg"}],
+                  "annotations": []}"#;
+    let size_for = |name: &str| {
+        let opts = ReadOptions {
+            image: Some(ImageSelector::FileName(name.into())),
+            ..Default::default()
+        };
+        read_regions_with(doc, &opts).map(|(info, _)| info.size())
+    };
+    assert_eq!(size_for("c.jpg").unwrap(), ImageSize::new(3, 3));
+    assert_eq!(size_for("b.jpg").unwrap(), ImageSize::new(6, 4));
+    assert_eq!(size_for("photos/c.jpg").unwrap(), ImageSize::new(3, 3));
+    assert_eq!(size_for("xb.jpg").unwrap(), ImageSize::new(2, 2));
+    assert!(size_for("d.jpg")
+        .unwrap_err()
+        .to_string()
+        .contains("no matching entry"));
+}
+
+/// A list of polygons with as many entries as the image has rows, made of 0s
+/// and 1s, is still polygons unless every row is as long as the image is wide.
+/// pycocotools: merge(frPyObjects([[0, 0, 1, 0, 1, 1, 0, 1]], 1, 3)) is
+/// {'counts': b'012'}, area 1; merge(frPyObjects([[0, 0, 4, 0, 4, 1, 0, 1],
+/// [5, 0, 6, 0, 6, 2, 5, 2]], 2, 6)) is {'counts': b'0110000021'}, area 6.
+#[test]
+fn polygons_that_look_like_rows_are_polygons() {
+    for (w, h, polygons, counts, area) in [
+        (3, 1, "[[0, 0, 1, 0, 1, 1, 0, 1]]", "012", 1),
+        (
+            6,
+            2,
+            "[[0, 0, 4, 0, 4, 1, 0, 1], [5, 0, 6, 0, 6, 2, 5, 2]]",
+            "0110000021",
+            6,
+        ),
+    ] {
+        let doc = format!(
+            r#"{{"image": {{"width": {w}, "height": {h}}}, "regions": [{{"segmentation": {polygons}}}]}}"#
+        );
+        let (_, seg) = read_regions(&doc).unwrap();
+        let mask = seg.regions()[0].mask.as_ref().unwrap();
+        assert_eq!(mask.to_rle().to_compressed(), counts, "{polygons}");
+        assert_eq!(mask.area(), area);
+    }
+}
+
+/// Counts with empty runs of ones in the middle (pycocotools writes none, but
+/// other tools may) decode to the same pixels, and are written back canonical.
+#[test]
+fn counts_with_empty_runs_read_as_their_pixels() {
+    let doc = r#"{"image": {"width": 2, "height": 2}, "regions": [
+        {"segmentation": {"size": [2, 2], "counts": [1, 0, 1, 2]}}]}"#;
+    let (info, seg) = read_regions(doc).unwrap();
+    let r = &seg.regions()[0];
+    assert_eq!((r.bbox, r.area()), (BBox::new(1, 0, 1, 2), 2));
+    assert_eq!(r.mask.as_ref().unwrap().to_bytes(), [0, 1, 0, 1]);
+    let written: serde_json::Value = serde_json::from_str(&write_regions(&info, &seg)).unwrap();
+    assert_eq!(written["regions"][0]["segmentation"]["counts"], "22");
 }
 
 #[test]
@@ -352,16 +479,85 @@ fn polygon_outlines_share_a_walking_budget() {
         msg.contains("regions[0].segmentation: invalid polygon: the outline walks"),
         "{msg}"
     );
-    // 60 % of the limit is fine once, but not twice in one document.
-    let (_, seg) = read_regions(&doc(&[triangle(limit * 0.06)])).unwrap();
-    assert_eq!(seg.regions()[0].bbox, BBox::new(0, 0, 4, 1));
-    let msg = error_with(
-        &doc(&[triangle(limit * 0.06), triangle(limit * 0.06)]),
-        &ReadOptions::default(),
-    );
+    // 40 % of the limit is fine twice, but not three times in one document.
+    let (_, seg) = read_regions(&doc(&[triangle(limit * 0.04), triangle(limit * 0.04)])).unwrap();
+    assert_eq!(seg.regions()[1].bbox, BBox::new(0, 0, 4, 1));
+    let t = triangle(limit * 0.04);
+    let msg = error_with(&doc(&[t.clone(), t.clone(), t]), &ReadOptions::default());
     assert!(
-        msg.contains("regions[1].segmentation: invalid polygon: the outline walks"),
+        msg.contains("regions[2].segmentation: invalid polygon: the outline walks"),
         "{msg}"
+    );
+}
+
+/// Metadata in `Region::source` under a key the writer owns (`id`, `bbox`…)
+/// does not override the region's own fields.
+#[test]
+fn source_metadata_never_overrides_the_region() {
+    let mut r = Region::from_box(5, BBox::new(1, 1, 2, 2)).with_label("cup");
+    for (k, v) in [
+        ("id", json!(99)),
+        ("bbox", json!([0, 0, 1, 1])),
+        ("label", json!("mug")),
+        ("note", json!("x")),
+    ] {
+        r.source.insert(k.into(), v);
+    }
+    let seg = Segmentation::new(ImageSize::new(4, 4), vec![r]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&write_regions(&ImageInfo::new(4, 4), &seg)).unwrap();
+    assert_eq!(
+        v["regions"][0],
+        json!({"id": 5, "bbox": [1, 1, 2, 2], "area": 4, "label": "cup", "note": "x"})
+    );
+}
+
+/// The answer JSON of `som ask`: request, answer, image, the marks named (as
+/// in the marks JSON), unknown labels, usage.
+#[test]
+fn answer_json_carries_request_answer_and_marks() {
+    let (info, seg) = read_regions(RUNS_DOC).unwrap();
+    let marks = vec![
+        Mark::new(1, "1", Point::new(5, 9), 0, BBox::new(0, 0, 2, 2)),
+        Mark::new(2, "2", Point::new(2, 4), 1, BBox::new(1, 2, 3, 4)),
+    ];
+    let marked = MarkedImage::new(image::RgbImage::new(40, 30), marks, seg).unwrap();
+    let mut answer = GroundingAnswer::new("The cup is [2].");
+    answer.marks.push(MarkRef {
+        id: 2,
+        text: "2".into(),
+        region: 1,
+    });
+    answer.unknown.push("7".into());
+    answer.usage = Some(Usage {
+        input_tokens: 10,
+        output_tokens: 4,
+    });
+    answer.finish_reason = Some("stop".into());
+    answer.model = Some("gpt-4.1-2025".into());
+    answer.image_scale = Some(ImageScale {
+        original: ImageSize::new(40, 30),
+        sent: ImageSize::new(20, 15),
+    });
+    let meta = AnswerMeta {
+        provider: "openai".into(),
+        model: "gpt-4.1".into(),
+        task: "question".into(),
+        prompt: "Where is the cup?".into(),
+    };
+    let text = write_answer(&meta, &info, &answer, &marked);
+    assert!(text.ends_with("}\n") && text.lines().count() > 10, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "provider": "openai", "model": "gpt-4.1", "answered_by": "gpt-4.1-2025", "task": "question",
+            "prompt": "Where is the cup?", "text": "The cup is [2].", "finish_reason": "stop", "refusal": null,
+            "image": {"width": 40, "height": 30, "file_name": "x.png"}, "sent_size": [20, 15],
+            "marks": [{"id": 2, "text": "2", "x": 2, "y": 4, "label_box": [1, 2, 3, 4], "placement": "inside",
+                       "distance": 0.0, "region": {"id": 4, "bbox": [1, 2, 3, 4], "area": 12}}],
+            "unknown": ["7"],
+            "usage": {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14},
+        })
     );
 }
 
@@ -386,6 +582,12 @@ fn image_info_round_trips() {
         );
         assert_eq!(read_regions(&text).unwrap(), (info, seg.clone()));
     }
+    let info = ImageInfo::for_file("photos/a b.png".as_ref(), ImageSize::new(5, 4));
+    assert_eq!(info, ImageInfo::new(5, 4).with_file_name("a b.png"));
+    assert_eq!(
+        ImageInfo::for_file("/".as_ref(), ImageSize::new(5, 4)),
+        ImageInfo::new(5, 4)
+    );
     // An empty file name is no file name.
     let (info, _) =
         read_regions(r#"{"image": {"width": 1, "height": 1, "file_name": ""}, "regions": []}"#).unwrap();

@@ -147,3 +147,97 @@ proptest! {
         prop_assert!(a.to_rle().union(&Mask::empty(ImageSize::new(size.width + 1, size.height)).to_rle()).is_err());
     }
 }
+
+// Edge cases the properties rarely reach.
+
+/// COCO counts are 32-bit: an image of exactly `u32::MAX` pixels is the
+/// largest an RLE can describe (65537 x 65535; nothing is decoded here).
+#[test]
+fn rle_addresses_at_most_u32_max_pixels() {
+    let largest = ImageSize::new(65_537, 65_535);
+    assert_eq!(largest.pixels(), u64::from(u32::MAX));
+    let rle = Rle::from_counts(largest, vec![u32::MAX]).unwrap();
+    assert_eq!((rle.area(), rle.bbox()), (0, BBox::default()));
+    let msg = Rle::from_counts(ImageSize::new(65_537, 65_536), vec![u32::MAX, 65_537])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("more pixels than COCO RLE can address"), "{msg}");
+    assert!(Rle::from_compressed(ImageSize::new(65_536, 65_536), "0").is_err());
+}
+
+/// A compressed count longer than 7 characters (35 bits) is refused, however
+/// long the run of continuation characters.
+#[test]
+fn compressed_counts_longer_than_seven_characters_are_refused() {
+    for n in [7, 8, 14, 40] {
+        let s = format!("{}0", "o".repeat(n));
+        let msg = Rle::from_compressed(ImageSize::new(4, 4), &s)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("too long"), "{n}: {msg}");
+    }
+    let msg = Rle::from_compressed(ImageSize::new(4, 4), "o")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("end in the middle of a value at byte 1"), "{msg}");
+}
+
+/// `union` writes canonical runs even when its inputs have empty runs of ones.
+#[test]
+fn union_drops_empty_runs() {
+    let size = ImageSize::new(2, 3);
+    let a = Rle::from_counts(size, vec![1, 0, 2, 0, 3]).unwrap();
+    let b = Rle::from_counts(size, vec![3, 2, 1]).unwrap();
+    assert_eq!(a.union(&b).unwrap().counts(), &[3, 2, 1]);
+    assert_eq!(a.union(&a).unwrap().counts(), &[6]);
+    assert_eq!(b.union(&a).unwrap().counts(), &[3, 2, 1]);
+}
+
+/// The outline limit is exact: a polygon that walks `MAX_OUTLINE_POINTS`
+/// points is rasterised, one that walks two more is not.
+#[test]
+fn polygon_outline_limit_is_exact() {
+    use som_core::polygon::MAX_OUTLINE_POINTS;
+    // (0, 0), (a / 5, 0), (0, 1) at 5x: edges of a + 1, a + 1 and 6 points.
+    let a = (MAX_OUTLINE_POINTS - 8) / 2;
+    let triangle = |a: u64| [0.0, 0.0, a as f64 / 5.0, 0.0, 0.0, 1.0];
+    let rle = polygon_to_rle(&triangle(a), ImageSize::new(3, 2)).unwrap();
+    assert_eq!(rle.area(), 3);
+    let msg = polygon_to_rle(&triangle(a + 1), ImageSize::new(3, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(&format!("the outline walks {} points", MAX_OUTLINE_POINTS + 2)),
+        "{msg}"
+    );
+}
+
+/// Coordinates up to ±1e8 are numbers like any other (a small polygon that
+/// far out is an empty mask); past that they are refused.
+#[test]
+fn polygon_coordinates_up_to_1e8() {
+    let size = ImageSize::new(4, 4);
+    for c in [1e8_f64, -1e8] {
+        let d = c - 2.0 * c.signum();
+        let rle = polygon_to_rle(&[c, c, d, c, c, d], size).unwrap();
+        assert_eq!(rle.counts(), &[16]);
+    }
+    for c in [1.5e8, -1.5e8, f64::NAN, f64::INFINITY] {
+        let msg = polygon_to_rle(&[c, 0.0, 1.0, 0.0, 1.0, 1.0], size)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("is not a usable number"), "{c}: {msg}");
+    }
+    let msg = polygon_to_rle(&[0.0, 0.0, 1.0, 0.0, 1.0], size)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("5 coordinates is an odd number"), "{msg}");
+    let msg = polygon_to_rle(&[0.0, 0.0, 1.0, 0.0], size)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("at least 3 points, got 2"), "{msg}");
+    assert!(polygons_to_rle(&[], size)
+        .unwrap_err()
+        .to_string()
+        .contains("empty list"));
+}
