@@ -11,10 +11,15 @@
 #                                              each mutant rebuilds only them; default: all of the
 #                                              crate's tests, doctests included)
 #   MUTANTS_JOBS=2 tools/mutants.sh ...        parallel builds (default 1: the machine is shared)
+#   MUTANTS_ARGS="--in-place" tools/mutants.sh ...
+#                                              more cargo-mutants options (--in-place: mutate this
+#                                              checkout and reuse its target/, no scratch copy and no
+#                                              full rebuild per file; only in your own worktree)
 #
 # Each FILE gets its own results folder, target/mutants/<file with / as _>/mutants.out/
 # (caught.txt, missed.txt, timeout.txt, unviable.txt, outcomes.json), and a summary line.
-# cargo-mutants builds in a scratch copy of the workspace, so the checkout is never modified.
+# cargo-mutants builds in a scratch copy of the workspace, so the checkout is never modified
+# (unless MUTANTS_ARGS has --in-place).
 # Installs the pinned cargo-mutants when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +35,16 @@ if [ "${1:-}" = "--iterate" ]; then
     shift
 fi
 if [ "$#" -eq 0 ]; then
-    sed -n '2,18p' "$0"
+    sed -n '2,22p' "$0"
     exit 2
 fi
 
 test_args=()
 for a in ${MUTANTS_TESTS:-}; do
     test_args+=("--cargo-arg=$a")
+done
+for a in ${MUTANTS_ARGS:-}; do
+    test_args+=("$a")
 done
 
 status=0
