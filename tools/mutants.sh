@@ -35,7 +35,7 @@ if [ "${1:-}" = "--iterate" ]; then
     shift
 fi
 if [ "$#" -eq 0 ]; then
-    sed -n '2,22p' "$0"
+    sed -n '2,23p' "$0"
     exit 2
 fi
 
