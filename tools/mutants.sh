@@ -43,8 +43,11 @@ test_args=()
 for a in ${MUTANTS_TESTS:-}; do
     test_args+=("--cargo-arg=$a")
 done
+jobs=(--jobs "${MUTANTS_JOBS:-1}")
 for a in ${MUTANTS_ARGS:-}; do
     test_args+=("$a")
+    # An in-place run is one build at a time; cargo-mutants refuses --jobs with it.
+    [ "$a" = "--in-place" ] && jobs=()
 done
 
 status=0
@@ -56,7 +59,7 @@ for file in "$@"; do
     out="target/mutants/${file//\//_}"
     mkdir -p "$out"
     echo "==> cargo mutants on $file (results in $out/mutants.out)"
-    cargo mutants --file "$file" --output "$out" --jobs "${MUTANTS_JOBS:-1}" \
+    cargo mutants --file "$file" --output "$out" "${jobs[@]}" \
         --test-workspace=false "${extra[@]}" "${test_args[@]}" || status=$?
     dir="$out/mutants.out"
     count() { [ -f "$dir/$1.txt" ] && wc -l <"$dir/$1.txt" | tr -d ' ' || echo 0; }
