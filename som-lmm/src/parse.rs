@@ -1113,4 +1113,68 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn range_limits_are_exact() {
+        // A range of up to MAX_RANGE labels is expanded; one more is reported whole.
+        let labels_of = |s: &str| labels(s, NUM);
+        let thousand = labels_of("[1-1000]");
+        assert_eq!(thousand.len(), 1000);
+        assert_eq!((thousand[0].as_str(), thousand[999].as_str()), ("1", "1000"));
+        assert_eq!(labels_of("[0-1000]"), ["0-1000"]);
+        assert_eq!(labels_of("[5-5]"), ["5"]);
+        assert_eq!(labels_of("[6-5]"), ["6-5"]);
+        assert_eq!(labels("[y-ab]", LET), ["y", "z", "aa", "ab"]);
+        assert_eq!(labels("[a-1]", LET), Vec::<String>::new());
+    }
+
+    #[test]
+    fn json_search_limits_are_exact() {
+        // `{"marks": 3}` is only visible as JSON (the scan does not read it).
+        let tail = r#"{"marks": 3}"#;
+        assert_eq!(labels(tail, NUM), ["3"]);
+        // At most 16 balanced blocks are tried…
+        let blocks = |n: usize| format!("{}{tail}", r#"{"a": 1} "#.repeat(n));
+        assert_eq!(labels(&blocks(15), NUM), ["3"]);
+        assert!(labels(&blocks(16), NUM).is_empty());
+        // …from at most 64 opening braces.
+        let strays = |n: usize| format!("{}{tail}", "{ ".repeat(n));
+        assert_eq!(labels(&strays(63), NUM), ["3"]);
+        assert!(labels(&strays(64), NUM).is_empty());
+        // Mark keys are looked for up to 8 objects deep, values up to 8 lists deep.
+        let nested = |n: usize| format!("{}{tail}{}", r#"{"a": "#.repeat(n), "}".repeat(n));
+        assert_eq!(labels(&nested(8), NUM), ["3"]);
+        assert!(labels(&nested(9), NUM).is_empty());
+        let lists = |n: usize| format!(r#"{{"marks": {}3{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(labels(&lists(8), NUM), ["3"]);
+        assert!(labels(&lists(9), NUM).is_empty());
+    }
+
+    #[test]
+    fn labels_are_normalised() {
+        for (raw, want) in [
+            ("007", "7"),
+            ("000", "0"),
+            ("#12", "12"),
+            (" B ", "b"),
+            ("3.0", "3"),
+            ("3.5", "3.5"),
+            ("1e3", "1e3"),
+            ("2000000000.0", "2000000000.0"),
+        ] {
+            assert_eq!(normalise(raw), want, "{raw:?}");
+        }
+        assert_eq!(labels(r#"{"marks": [3.0, "04", " C "]}"#, LET), ["3", "4", "c"]);
+    }
+
+    #[test]
+    fn spans_inside_prefixed_brackets_point_at_the_labels() {
+        let s = "see [marks: 12, 4-5] and 【mark 7】";
+        let got: Vec<(String, &str)> = extract_labels(s, NUM)
+            .into_iter()
+            .map(|t| (t.label, &s[t.span]))
+            .collect();
+        let want = [("12", "12"), ("4", "4-5"), ("5", "4-5"), ("7", "7")];
+        assert_eq!(got, want.map(|(l, s)| (l.to_string(), s)));
+    }
 }
