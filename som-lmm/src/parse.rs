@@ -885,6 +885,7 @@ fn normalise(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::marked;
 
     const NUM: LabelKinds = LabelKinds {
         numbers: true,
@@ -1029,21 +1030,6 @@ mod tests {
             let _ = labels(s, NUM);
             let _ = labels(s, LET);
         }
-    }
-
-    /// A 4×4 image whose marks read `texts` (ids 1, 2, …), one region each.
-    fn marked(texts: &[&str]) -> MarkedImage {
-        use som_core::{BBox, ImageSize, Mark, Point, Region, Segmentation};
-        let regions = (0..texts.len())
-            .map(|i| Region::from_box(i as u64, BBox::new(0, 0, 1, 1)))
-            .collect();
-        let seg = Segmentation::new(ImageSize::new(4, 4), regions).unwrap();
-        let marks = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Mark::new(i as u32 + 1, *t, Point::new(0, 0), i, BBox::new(0, 0, 1, 1)))
-            .collect();
-        MarkedImage::new(image::RgbImage::new(4, 4), marks, seg).unwrap()
     }
 
     #[test]
