@@ -41,13 +41,13 @@ pub fn background(name: &str, seg: &Segmentation) -> anyhow::Result<image::RgbIm
         None => "coffee.png".to_string(),
     };
     let img = som_core::io::load_image(&fixtures_dir().join("images").join(photo))?.to_rgb8();
-    if img.dimensions() == (seg.size.width, seg.size.height) {
+    if img.dimensions() == (seg.size().width, seg.size().height) {
         return Ok(img);
     }
     Ok(image::imageops::resize(
         &img,
-        seg.size.width,
-        seg.size.height,
+        seg.size().width,
+        seg.size().height,
         image::imageops::FilterType::Triangle,
     ))
 }
@@ -77,4 +77,14 @@ pub fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     median(times)
+}
+
+/// A 2048x1536 JPEG for decoding benchmarks: astronaut.png scaled up
+/// (triangle filter) and encoded by the `image` crate (quality 90, 4:2:2).
+pub fn big_jpeg() -> anyhow::Result<Vec<u8>> {
+    let photo = som_core::io::load_image(&fixtures_dir().join("images/astronaut.png"))?.to_rgb8();
+    let big = image::imageops::resize(&photo, 2048, 1536, image::imageops::FilterType::Triangle);
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&big)?;
+    Ok(bytes)
 }

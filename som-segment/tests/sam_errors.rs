@@ -108,12 +108,17 @@ fn grayscale_and_tiny_images_are_rejected() {
     };
     let seg = SamSegmenter::new(tiny_sam_pth(), options).unwrap();
     let gray = image::DynamicImage::ImageLuma8(image::GrayImage::new(32, 32));
+    // Through the Segmenter trait the SamError arrives as the source of SomError::Segment.
     match seg.segment(&gray) {
-        Err(SomError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
-        other => panic!("expected an image error, got {other:?}"),
+        Err(e @ SomError::Segment(_)) => match e.find::<SamError>() {
+            Some(SamError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
+            other => panic!("expected a SamError::Image source, got {other:?}"),
+        },
+        other => panic!("expected a segmentation error, got {other:?}"),
     }
     let one = image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1));
-    assert!(matches!(seg.segment(&one), Err(SomError::Image(_))));
+    let e = seg.segment(&one).unwrap_err();
+    assert!(matches!(e.find::<SamError>(), Some(SamError::Image(_))), "{e:?}");
 }
 
 #[test]
@@ -218,8 +223,8 @@ fn segmenter_is_shareable_and_matches_the_generator() {
     let seg = SamSegmenter::new(tiny_sam_safetensors(), options).unwrap();
     let segmentation = seg.segment(&image::DynamicImage::ImageRgb8(image())).unwrap();
     let records = case["records"].as_array().unwrap();
-    assert_eq!(segmentation.regions.len(), records.len());
-    for (region, record) in segmentation.regions.iter().zip(records) {
+    assert_eq!(segmentation.regions().len(), records.len());
+    for (region, record) in segmentation.regions().iter().zip(records) {
         let rle = region.mask.as_ref().unwrap().to_rle().to_compressed();
         assert_eq!(rle, record["segmentation"]["counts"].as_str().unwrap());
         assert_eq!(region.source["segmenter"], "sam");
