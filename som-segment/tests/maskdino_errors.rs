@@ -173,12 +173,19 @@ fn grayscale_tiny_and_too_thin_images_are_rejected() {
     ));
     let seg = segmenter(MaskDinoTask::Instance);
     let gray = image::DynamicImage::ImageLuma8(image::GrayImage::new(32, 32));
-    match seg.segment(&gray) {
-        Err(SomError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
+    // Through the Segmenter trait the MaskDinoError is the SomError's source.
+    let err = seg.segment(&gray).unwrap_err();
+    assert!(matches!(err, SomError::Segment(_)), "{err:?}");
+    match err.find::<MaskDinoError>() {
+        Some(MaskDinoError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
         other => panic!("expected an image error, got {other:?}"),
     }
     let one = image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1));
-    assert!(matches!(seg.segment(&one), Err(SomError::Image(_))));
+    let err = seg.segment(&one).unwrap_err();
+    assert!(
+        matches!(err.find::<MaskDinoError>(), Some(MaskDinoError::Image(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -238,8 +245,8 @@ fn segmenter_regions_carry_class_names_scores_and_stage_timings() {
     .unwrap();
     let (seg, stages) = all.segment_timed(&img).unwrap();
     let instances = prediction.instances.as_ref().unwrap();
-    assert_eq!(seg.regions.len(), instances.len());
-    for (r, inst) in seg.regions.iter().zip(instances) {
+    assert_eq!(seg.regions().len(), instances.len());
+    for (r, inst) in seg.regions().iter().zip(instances) {
         assert_eq!(r.score, Some(inst.score));
         let name = model.config().dataset.class_name(inst.class_id).unwrap();
         assert_eq!(r.label.as_deref(), Some(name));
@@ -263,13 +270,13 @@ fn segmenter_regions_carry_class_names_scores_and_stage_timings() {
     // The default threshold keeps only instances scoring at least 0.5.
     let kept = segmenter(MaskDinoTask::Instance).segment(&img).unwrap();
     let want = instances.iter().filter(|i| i.score >= 0.5).count();
-    assert_eq!(kept.regions.len(), want);
+    assert_eq!(kept.regions().len(), want);
 
     // Panoptic: one region per segment, labelled with its class.
     let seg = segmenter(MaskDinoTask::Panoptic).segment(&img).unwrap();
     let panoptic = prediction.panoptic.as_ref().unwrap();
-    assert_eq!(seg.regions.len(), panoptic.segments.len());
-    for (r, s) in seg.regions.iter().zip(&panoptic.segments) {
+    assert_eq!(seg.regions().len(), panoptic.segments.len());
+    for (r, s) in seg.regions().iter().zip(&panoptic.segments) {
         let area = panoptic
             .ids
             .eq(i64::from(s.id))
@@ -281,7 +288,7 @@ fn segmenter_regions_carry_class_names_scores_and_stage_timings() {
     }
     // Semantic: one region per class present, covering the image.
     let seg = segmenter(MaskDinoTask::Semantic).segment(&img).unwrap();
-    let total: u64 = seg.regions.iter().map(|r| r.area()).sum();
+    let total: u64 = seg.regions().iter().map(|r| r.area()).sum();
     assert_eq!(total, u64::from(img.width() * img.height()));
-    assert!(seg.regions.iter().all(|r| r.label.is_some()));
+    assert!(seg.regions().iter().all(|r| r.label.is_some()));
 }

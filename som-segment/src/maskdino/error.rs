@@ -47,15 +47,14 @@ pub enum MaskDinoError {
     },
     /// LibTorch reported an error (shapes are checked before every call that user input
     /// reaches, so this means a bug or an exhausted resource).
-    #[error("libtorch: {0}")]
+    #[error("libtorch failed")]
     Torch(#[from] tch::TchError),
 }
 
+/// A MaskDINO error reaches the pipeline as [`som_core::SomError::Segment`] with the
+/// `MaskDinoError` itself as its source (`err.find::<MaskDinoError>()` gets it back).
 impl From<MaskDinoError> for som_core::SomError {
     fn from(e: MaskDinoError) -> Self {
-        match e {
-            MaskDinoError::Image(m) => som_core::SomError::Image(m),
-            other => som_core::SomError::Segment(format!("maskdino: {other}")),
-        }
+        som_core::SomError::segment(e)
     }
 }

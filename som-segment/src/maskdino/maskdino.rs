@@ -117,7 +117,7 @@ enum Backbone {
 /// ```
 #[derive(Debug)]
 pub struct MaskDino {
-    config: MaskDinoConfig,
+    pub(crate) config: MaskDinoConfig,
     backbone: Backbone,
     pixel_decoder: PixelDecoder,
     decoder: MaskDinoDecoder,
@@ -136,6 +136,24 @@ impl MaskDino {
     /// [`MaskDinoError::WrongModel`] when the checkpoint is another published model.
     pub fn load(path: impl AsRef<Path>, model: MaskDinoModel) -> Result<Self, MaskDinoError> {
         Self::load_with_config(path, model.config())
+    }
+
+    /// Loads a released checkpoint and recognises which published model it is from its
+    /// backbone and class head (see [`MaskDinoModel::detect`]).
+    ///
+    /// # Errors
+    /// As [`MaskDino::load`]; [`MaskDinoError::NotMaskDino`] when the checkpoint is no
+    /// published model.
+    pub fn load_detect(path: impl AsRef<Path>) -> Result<(Self, MaskDinoModel), MaskDinoError> {
+        let weights = Weights::from_file(path)?;
+        check_is_maskdino(&weights)?;
+        let model = MaskDinoModel::detect(&weights).ok_or_else(|| {
+            MaskDinoError::NotMaskDino(
+                "no published model has this backbone and class head (name the config to load another)"
+                    .into(),
+            )
+        })?;
+        Ok((Self::from_weights(&weights, model.config())?, model))
     }
 
     /// Loads a checkpoint with any configuration (e.g. a reduced-width one).

@@ -98,7 +98,7 @@ impl MaskDinoSegmenterOptions {
 /// let model = MaskDinoModel::R50Panoptic;
 /// let seg = MaskDinoSegmenter::load("maskdino_r50_50ep_300q_hid2048_3sd1_panoptic_pq53.0.pth", model, MaskDinoSegmenterOptions::for_model(model))?;
 /// let segmentation = seg.segment(&image::open("photo.jpg")?)?;
-/// for r in segmentation.regions {
+/// for r in segmentation.regions() {
 ///     println!("{} {:?} {:?}", r.id, r.label, r.score);
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -121,6 +121,21 @@ impl MaskDinoSegmenter {
         options: MaskDinoSegmenterOptions,
     ) -> Result<Self, MaskDinoError> {
         Self::load_with_config(path, model.config(), options)
+    }
+
+    /// Loads a released checkpoint, recognising the published model (see
+    /// [`MaskDino::load_detect`]); `options.task` is used as given.
+    ///
+    /// # Errors
+    /// As [`MaskDinoSegmenter::load`].
+    pub fn load_detect(
+        path: impl AsRef<Path>,
+        options: MaskDinoSegmenterOptions,
+    ) -> Result<(Self, MaskDinoModel), MaskDinoError> {
+        validate_options(&options)?;
+        let (mut model, kind) = MaskDino::load_detect(path)?;
+        model.config = apply_options(model.config.clone(), &options)?;
+        Ok((Self::new(model, options)?, kind))
     }
 
     /// Loads a checkpoint with any configuration.
