@@ -31,9 +31,19 @@ pub enum MaskDinoTask {
 impl MaskDinoTask {
     /// The task a published model is made for: panoptic for `*_panoptic`, else instance.
     pub fn default_for(model: MaskDinoModel) -> Self {
-        match model {
-            MaskDinoModel::R50Panoptic | MaskDinoModel::SwinlPanoptic => MaskDinoTask::Panoptic,
-            _ => MaskDinoTask::Instance,
+        Self::default_for_config(&model.config())
+    }
+
+    /// Panoptic when the configuration computes it, else instance (or semantic when that
+    /// is all it computes).
+    pub fn default_for_config(config: &MaskDinoConfig) -> Self {
+        let t = &config.test;
+        if t.panoptic_on {
+            MaskDinoTask::Panoptic
+        } else if t.instance_on || !t.semantic_on {
+            MaskDinoTask::Instance
+        } else {
+            MaskDinoTask::Semantic
         }
     }
 }
@@ -123,21 +133,6 @@ impl MaskDinoSegmenter {
         Self::load_with_config(path, model.config(), options)
     }
 
-    /// Loads a released checkpoint, recognising the published model (see
-    /// [`MaskDino::load_detect`]); `options.task` is used as given.
-    ///
-    /// # Errors
-    /// As [`MaskDinoSegmenter::load`].
-    pub fn load_detect(
-        path: impl AsRef<Path>,
-        options: MaskDinoSegmenterOptions,
-    ) -> Result<(Self, MaskDinoModel), MaskDinoError> {
-        validate_options(&options)?;
-        let (mut model, kind) = MaskDino::load_detect(path)?;
-        model.config = apply_options(model.config.clone(), &options)?;
-        Ok((Self::new(model, options)?, kind))
-    }
-
     /// Loads a checkpoint with any configuration.
     ///
     /// # Errors
@@ -147,17 +142,17 @@ impl MaskDinoSegmenter {
         config: MaskDinoConfig,
         options: MaskDinoSegmenterOptions,
     ) -> Result<Self, MaskDinoError> {
-        let config = apply_options(config, &options)?;
+        validate_options(&options)?;
         Self::new(MaskDino::load_with_config(path, config)?, options)
     }
 
-    /// Wraps a loaded model; the options' thresholds must agree with its configuration
-    /// (use [`MaskDinoSegmenter::load`] to have them applied).
+    /// Wraps a loaded model, setting the options' panoptic thresholds in its configuration.
     ///
     /// # Errors
-    /// [`MaskDinoError::Option`] for options out of range.
-    pub fn new(model: MaskDino, options: MaskDinoSegmenterOptions) -> Result<Self, MaskDinoError> {
-        validate_options(&options)?;
+    /// [`MaskDinoError::Option`] for options out of range or a task the model's
+    /// configuration does not compute.
+    pub fn new(mut model: MaskDino, options: MaskDinoSegmenterOptions) -> Result<Self, MaskDinoError> {
+        model.config = apply_options(model.config.clone(), &options)?;
         let test = &model.config().test;
         let enabled = match options.task {
             MaskDinoTask::Instance => test.instance_on,
