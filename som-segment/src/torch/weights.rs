@@ -180,14 +180,14 @@ fn state_dict_items(value: Value) -> Option<Vec<(Value, Value)>> {
     let Value::Dict(items) = value else {
         return None;
     };
-    if items.iter().all(|(_, v)| matches!(v, Value::Tensor(_))) {
+    let all_tensors = |items: &[(Value, Value)]| items.iter().all(|(_, v)| matches!(v, Value::Tensor(_)));
+    if all_tensors(&items) {
         return Some(items);
     }
     items.into_iter().find_map(|(k, v)| match (k, v) {
-        (Value::Str(k), Value::Dict(inner)) if k == "model" || k == "state_dict" => inner
-            .iter()
-            .all(|(_, v)| matches!(v, Value::Tensor(_)))
-            .then_some(inner),
+        (Value::Str(k), Value::Dict(inner)) if (k == "model" || k == "state_dict") && all_tensors(&inner) => {
+            Some(inner)
+        }
         _ => None,
     })
 }
@@ -322,5 +322,56 @@ impl<'a> Vb<'a> {
         }
         self.weights.used.borrow_mut().insert(key);
         Ok(t.shallow_clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torch::pickle::StorageRef;
+
+    fn tensor() -> Value {
+        Value::Tensor(TensorRef {
+            storage: StorageRef {
+                key: "0".into(),
+                kind: Kind::Float,
+                numel: 1,
+            },
+            offset: 0,
+            size: vec![1],
+            stride: vec![1],
+        })
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    #[test]
+    fn the_state_dict_is_the_value_or_its_model_entry() {
+        let plain = Value::Dict(vec![(s("w"), tensor())]);
+        assert_eq!(state_dict_items(plain).unwrap().len(), 1);
+        // detectron2's checkpointer: other entries (optimizer state with objects of any
+        // class, the iteration) are ignored.
+        let d2 = Value::Dict(vec![
+            (
+                s("model"),
+                Value::Dict(vec![(s("a"), tensor()), (s("b"), tensor())]),
+            ),
+            (
+                s("optimizer"),
+                Value::Dict(vec![(s("state"), Value::Opaque("torch.optim.Foo".into()))]),
+            ),
+            (s("iteration"), Value::Int(7)),
+        ]);
+        assert_eq!(state_dict_items(d2).unwrap().len(), 2);
+        // Objects where tensors should be, or no model entry: no state dict.
+        let bad = Value::Dict(vec![(
+            s("model"),
+            Value::Dict(vec![(s("a"), Value::Opaque("numpy.ndarray".into()))]),
+        )]);
+        assert!(state_dict_items(bad).is_none());
+        assert!(state_dict_items(Value::Dict(vec![(s("iteration"), Value::Int(1))])).is_none());
+        assert!(state_dict_items(Value::List(vec![])).is_none());
     }
 }
