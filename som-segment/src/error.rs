@@ -72,6 +72,10 @@ pub enum SegmentError {
     #[cfg(feature = "torch")]
     #[error(transparent)]
     Sam(#[from] crate::sam::SamError),
+    /// An error of the MaskDINO port (checkpoint, config, image, LibTorch).
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    MaskDino(#[from] crate::maskdino::MaskDinoError),
 }
 
 /// `Result` with [`SegmentError`] as the default error.
@@ -111,6 +115,8 @@ impl From<SegmentError> for SomError {
             SegmentError::Core(inner) => inner,
             #[cfg(feature = "torch")]
             SegmentError::Sam(inner) => SomError::segment(inner),
+            #[cfg(feature = "torch")]
+            SegmentError::MaskDino(inner) => SomError::segment(inner),
             other => SomError::segment(other),
         }
     }

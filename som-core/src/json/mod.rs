@@ -26,7 +26,9 @@ use crate::geometry::ImageSize;
 pub mod read;
 pub mod write;
 
-pub use read::{read_regions, read_regions_value, read_regions_with, ImageSelector, ReadOptions};
+pub use read::{
+    read_regions, read_regions_value, read_regions_with, ImageSelector, ReadOptions, MAX_MASK_PIXELS,
+};
 pub use write::{mark_to_value, region_to_value, write_answer, write_marks, write_regions, AnswerMeta};
 
 /// Keys of a region object with a meaning of their own; everything else goes
