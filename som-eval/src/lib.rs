@@ -7,11 +7,14 @@
 //! ## Should I be using this crate?
 //!
 //! Use it to measure a pipeline (segmenter + marks + model) the way the paper
-//! does. This release holds the mask metrics that everything else is built
-//! on ([`mask_iou`], [`mean_iou`]); dataset loaders (COCO, RefCOCOg, ADE20K,
-//! Flickr30K Entities, DAVIS 2017, SoM-Bench), task metrics (REC Acc@0.5,
-//! Recall@1, J&F, open-vocabulary precision) and the runner arrive with the
-//! evaluation work.
+//! does, or to score predictions you already have with the metric each
+//! benchmark is reported with.
+//!
+//! - [`metrics`]: COCO mask IoU/area/box/merge equal to pycocotools; mIoU and
+//!   open-vocabulary precision; REC Acc@0.5, RES mIoU/cIoU; Flickr30K Recall@1
+//!   (any-box or merged-box); DAVIS 2017 J, F and the J&F table equal to the
+//!   DAVIS toolkit.
+//! - [`LabelMap`]: label maps read from indexed, grayscale and RGB-id PNGs.
 //!
 //! ## Crate features
 //!
@@ -23,6 +26,13 @@
 //! from `som-core`; this crate never depends on `som-lmm`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod labelmap;
+pub mod metrics;
+
+pub use error::{EvalError, Result};
+pub use labelmap::LabelMap;
 
 use som_core::{Mask, SomError};
 
