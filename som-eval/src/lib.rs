@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod data;
 pub mod error;
 pub mod labelmap;
 pub mod metrics;

@@ -422,6 +422,26 @@ pub fn global(objects: &[ObjectScores]) -> Option<GlobalScores> {
     })
 }
 
+/// The number of objects of a sequence: the largest label of its first
+/// annotation frame, void excluded.
+///
+/// ```
+/// use som_core::ImageSize;
+/// use som_eval::{metrics::davis::object_count, LabelMap};
+/// let first = LabelMap::new(ImageSize::new(4, 1), vec![0, 2, 255, 1])?;
+/// assert_eq!(object_count(&first), 2);
+/// # Ok::<(), som_eval::EvalError>(())
+/// ```
+pub fn object_count(first: &LabelMap) -> u32 {
+    first
+        .labels()
+        .iter()
+        .filter(|&&v| v != VOID)
+        .max()
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Scores one sequence as the toolkit does (semi-supervised).
 ///
 /// `gt` holds every annotation frame of the sequence in order (the first
@@ -458,13 +478,7 @@ pub fn score_sequence(
         ));
     }
     let name = |i: usize| frame_names.get(i).cloned().unwrap_or_else(|| format!("{i:05}"));
-    let objects = gt[0]
-        .labels()
-        .iter()
-        .filter(|&&v| v != VOID)
-        .max()
-        .copied()
-        .unwrap_or(0);
+    let objects = object_count(&gt[0]);
     let size = gt[0].size();
     let mut pred_objects = 0;
     for (k, p) in pred.iter().enumerate() {
