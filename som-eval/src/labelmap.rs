@@ -86,6 +86,44 @@ impl LabelMap {
         })
     }
 
+    /// The label covering most pixels of `mask` (ties: the smaller label);
+    /// `None` for an empty mask or one of another size.
+    ///
+    /// ```
+    /// use som_core::{BBox, ImageSize, Mask};
+    /// use som_eval::LabelMap;
+    /// let map = LabelMap::new(ImageSize::new(4, 1), vec![5, 5, 7, 7])?;
+    /// assert_eq!(map.majority(&Mask::from_box(map.size(), BBox::new(1, 0, 3, 1))), Some(7));
+    /// # Ok::<(), som_eval::EvalError>(())
+    /// ```
+    pub fn majority(&self, mask: &Mask) -> Option<u32> {
+        if mask.size() != self.size {
+            return None;
+        }
+        let mut counts: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        for i in pixels(mask) {
+            *counts.entry(self.labels[i]).or_insert(0) += 1;
+        }
+        counts
+            .iter()
+            .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+            .map(|(c, _)| *c)
+    }
+
+    /// A map of `size` holding `classes` painted largest mask first, so smaller
+    /// regions on top of larger ones stay visible; other pixels are `background`.
+    ///
+    /// # Errors
+    /// [`EvalError::Size`] for a mask of another size.
+    pub fn painted(size: ImageSize, mut classes: Vec<(Mask, u32)>, background: u32) -> Result<Self> {
+        classes.sort_by_key(|(m, _)| std::cmp::Reverse(m.area()));
+        let mut map = Self::filled(size, background);
+        for (m, c) in &classes {
+            map.paint(m, *c)?;
+        }
+        Ok(map)
+    }
+
     /// Replaces every `from` by `to`.
     pub fn replace(&mut self, from: u32, to: u32) {
         for v in &mut self.labels {
@@ -107,15 +145,8 @@ impl LabelMap {
                 found: mask.size(),
             });
         }
-        let b = mask.bbox();
-        let w = self.size.width as usize;
-        for (dy, row) in mask.crop_rows().enumerate() {
-            let start = (b.y as usize + dy) * w + b.x as usize;
-            for (dx, &v) in row.iter().enumerate() {
-                if v != 0 {
-                    self.labels[start + dx] = label;
-                }
-            }
+        for i in pixels(mask) {
+            self.labels[i] = label;
         }
         Ok(())
     }
@@ -235,6 +266,19 @@ impl LabelMap {
         writer.finish().map_err(io)?;
         Ok(())
     }
+}
+
+/// Row-major indices of the pixels inside `mask`, in its image.
+fn pixels(mask: &Mask) -> impl Iterator<Item = usize> + '_ {
+    let b = mask.bbox();
+    let w = mask.size().width as usize;
+    mask.crop_rows().enumerate().flat_map(move |(dy, row)| {
+        let start = (b.y as usize + dy) * w + b.x as usize;
+        row.iter()
+            .enumerate()
+            .filter(|(_, &v)| v != 0)
+            .map(move |(dx, _)| start + dx)
+    })
 }
 
 /// The PASCAL VOC colour map that DAVIS annotations and results use

@@ -360,7 +360,7 @@ pub(crate) mod rle_ser {
     }
 }
 
-mod rle_opt {
+pub(crate) mod rle_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use som_core::Rle;
 
