@@ -189,6 +189,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// An empty summary of `model` on `task`.
+    pub fn new(task: Task, model: &str, options: ScoreOptions) -> Self {
+        Self {
+            task,
+            model: model.to_string(),
+            items: 0,
+            errors: 0,
+            options,
+            metrics: Vec::new(),
+            per_sequence: Vec::new(),
+            tokens: None,
+            cost: None,
+            mean_latency_ms: None,
+        }
+    }
+
     /// The metric called `name`.
     pub fn metric(&self, name: &str) -> Option<f64> {
         self.metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
@@ -300,18 +316,9 @@ impl Summary {
 /// [`EvalError::Core`] / [`EvalError::Size`] for records whose masks do not
 /// match their image size.
 pub fn summarize(header: &Header, records: &[Record], options: ScoreOptions) -> Result<Summary> {
-    let mut s = Summary {
-        task: header.task,
-        model: header.model.clone(),
-        items: records.len(),
-        errors: records.iter().filter(|r| r.error.is_some()).count(),
-        options,
-        metrics: Vec::new(),
-        per_sequence: Vec::new(),
-        tokens: None,
-        cost: None,
-        mean_latency_ms: None,
-    };
+    let mut s = Summary::new(header.task, &header.model, options);
+    s.items = records.len();
+    s.errors = records.iter().filter(|r| r.error.is_some()).count();
     let (tin, tout) = records
         .iter()
         .filter_map(|r| r.usage)

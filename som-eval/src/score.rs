@@ -52,18 +52,7 @@ pub fn score(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| pred.display().to_string());
-    let mut s = Summary {
-        task,
-        model,
-        items: 0,
-        errors: 0,
-        options,
-        metrics: Vec::new(),
-        per_sequence: Vec::new(),
-        tokens: None,
-        cost: None,
-        mean_latency_ms: None,
-    };
+    let mut s = Summary::new(task, &model, options);
     match task {
         Task::Davis => davis(data, pred, open_options, &mut s)?,
         Task::Refcocog => refcocog(data, pred, open_options, &mut s)?,

@@ -13,6 +13,7 @@
 //! masks of different sizes into an empty 0×0 RLE; here both are an
 //! [`EvalError::Size`].
 
+use rayon::prelude::*;
 use som_core::{ImageSize, Rle};
 
 use crate::error::{EvalError, Result};
@@ -132,28 +133,35 @@ pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Result<Vec<Vec<f64>>> {
     }
     let db: Vec<CocoBox> = dt.iter().map(to_bbox).collect();
     let gb: Vec<CocoBox> = gt.iter().map(to_bbox).collect();
-    let mut out = vec![vec![0.0; gt.len()]; dt.len()];
-    for (g, (gr, &crowd)) in gt.iter().zip(iscrowd).enumerate() {
-        for (d, dr) in dt.iter().enumerate() {
-            if bbox_iou(db[d], gb[g], crowd) <= 0.0 {
-                continue;
+    let gt_ones: Vec<Ones> = gt.iter().map(Ones::of).collect();
+    // One row per detection, rows in parallel; each entry as pycocotools computes it.
+    dt.par_iter()
+        .zip(&db)
+        .enumerate()
+        .map(|(d, (dr, dbox))| {
+            let d_ones = Ones::of(dr);
+            let mut row = vec![0.0; gt.len()];
+            for (g, ((gr, gbox), &crowd)) in gt.iter().zip(&gb).zip(iscrowd).enumerate() {
+                if bbox_iou(*dbox, *gbox, crowd) <= 0.0 {
+                    continue;
+                }
+                if dr.size() != gr.size() {
+                    return Err(EvalError::Size {
+                        what: format!("detection {d} against ground truth {g}"),
+                        expected: gr.size(),
+                        found: dr.size(),
+                    });
+                }
+                row[g] = run_iou(&d_ones, &gt_ones[g], crowd);
             }
-            if dr.size() != gr.size() {
-                return Err(EvalError::Size {
-                    what: format!("detection {d} against ground truth {g}"),
-                    expected: gr.size(),
-                    found: dr.size(),
-                });
-            }
-            out[d][g] = run_iou(dr, gr, crowd);
-        }
-    }
-    Ok(out)
+            Ok(row)
+        })
+        .collect()
 }
 
-/// Walks two run lists side by side as pycocotools' `rleIou` and `rleMerge`
-/// do: each step covers the next stretch of pixels where neither mask changes
-/// value. A zero-length run advances only one list per step, as in C.
+/// Walks two run lists side by side as pycocotools' `rleIou` and `rleMerge` do: each
+/// step covers the next stretch of pixels where neither mask changes value.
+/// A zero-length run advances only one list per step, as in C.
 struct RunPair<'a> {
     a: &'a [u32],
     b: &'a [u32],
@@ -226,22 +234,91 @@ impl Iterator for RunPair<'_> {
     }
 }
 
-/// The run-by-run intersection and union of `rleIou` for one pair.
-fn run_iou(dt: &Rle, gt: &Rle, crowd: bool) -> f64 {
-    let (mut inter, mut union) = (0u32, 0u32);
-    for (step, _) in RunPair::new(dt.counts(), gt.counts()) {
-        if step.va || step.vb {
-            union = union.wrapping_add(step.len);
-            if step.va && step.vb {
-                inter = inter.wrapping_add(step.len);
+/// A mask as its runs of ones: half-open pixel intervals in column-major
+/// order, with its area.
+struct Ones<'a> {
+    rle: &'a Rle,
+    runs: Vec<(u64, u64)>,
+    area: u64,
+    /// No zero-length run after the first count (what pycocotools' encoder writes).
+    canonical: bool,
+}
+
+impl<'a> Ones<'a> {
+    fn of(rle: &'a Rle) -> Self {
+        let mut runs = Vec::with_capacity(rle.counts().len() / 2);
+        let mut pos = 0u64;
+        for (k, &c) in rle.counts().iter().enumerate() {
+            let end = pos + c as u64;
+            if k % 2 == 1 && c > 0 {
+                runs.push((pos, end));
             }
+            pos = end;
+        }
+        Self {
+            rle,
+            area: rle.area(),
+            runs,
+            canonical: !rle.counts().iter().skip(1).any(|&c| c == 0),
         }
     }
-    if inter == 0 {
-        union = 1;
-    } else if crowd {
-        union = dt.area() as u32;
+
+    /// Pixels inside both: a merge of the runs where both masks have pixels.
+    fn intersection(&self, other: &Ones) -> u64 {
+        let (a, b) = (&self.runs, &other.runs);
+        let (Some(fa), Some(fb), Some(la), Some(lb)) = (a.first(), b.first(), a.last(), b.last()) else {
+            return 0;
+        };
+        let (lo, hi) = (fa.0.max(fb.0), la.1.min(lb.1));
+        let mut i = a.partition_point(|&(_, e)| e <= lo);
+        let mut j = b.partition_point(|&(_, e)| e <= lo);
+        let mut n = 0;
+        while i < a.len() && j < b.len() && a[i].0 < hi && b[j].0 < hi {
+            let (s, e) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+            n += e.saturating_sub(s);
+            if a[i].1 < b[j].1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        n
     }
+}
+
+/// `rleIou` for one pair: intersection over union, or over the detection's
+/// area for a crowd, 0 without intersection. pycocotools walks every run of
+/// both masks; on canonical RLEs the intersection and union it counts are
+/// exactly the pixel intersection and `area(dt) + area(gt) - intersection`,
+/// computed here from the runs where both masks have pixels only. Where both
+/// masks have zero-length runs its walk can stop early (when both reach one at
+/// once), so those pairs are walked exactly as pycocotools walks them.
+fn run_iou(dt: &Ones, gt: &Ones, crowd: bool) -> f64 {
+    if !(dt.canonical || gt.canonical) {
+        let (mut inter, mut union) = (0u32, 0u32);
+        for (step, _) in RunPair::new(dt.rle.counts(), gt.rle.counts()) {
+            if step.va || step.vb {
+                union = union.wrapping_add(step.len);
+                if step.va && step.vb {
+                    inter = inter.wrapping_add(step.len);
+                }
+            }
+        }
+        if inter == 0 {
+            union = 1;
+        } else if crowd {
+            union = dt.area as u32;
+        }
+        return inter as f64 / union as f64;
+    }
+    let inter = dt.intersection(gt);
+    let union = if inter == 0 {
+        1
+    } else if crowd {
+        dt.area
+    } else {
+        dt.area + gt.area - inter
+    };
     inter as f64 / union as f64
 }
 
