@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from compare_rle import time_ms  # the same timing loop as the other comparisons
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,16 +63,6 @@ def miou(maps) -> float:
         ti, tu = ti + a_i, tu + (a_p + a_l - a_i)
     with np.errstate(invalid="ignore", divide="ignore"):
         return float(np.nanmean(ti / tu))
-
-
-def time_ms(fn, reps: int) -> float:
-    fn()
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return statistics.median(out)
 
 
 def main() -> None:
