@@ -25,9 +25,9 @@ pub fn davis_pairs(n: usize) -> anyhow::Result<Vec<(Mask, Mask)>> {
         }
         Ok(Mask::from_bytes(FRAME, &out)?)
     };
-    gt.regions
+    gt.regions()
         .iter()
-        .zip(&pred.regions)
+        .zip(pred.regions())
         .take(n)
         .map(|(g, p)| {
             Ok((
@@ -65,7 +65,7 @@ pub fn label_maps(images: u32) -> Vec<(Vec<u32>, Vec<u32>)> {
 pub fn coco_rles() -> anyhow::Result<(Vec<Rle>, Vec<Rle>)> {
     let rles = |name: &str| -> anyhow::Result<Vec<Rle>> {
         Ok(load_set(name)?
-            .regions
+            .regions()
             .iter()
             .filter_map(|r| r.mask.as_ref().map(Mask::to_rle))
             .collect())

@@ -252,8 +252,8 @@ struct NoSegmenter;
 
 impl Segmenter for NoSegmenter {
     fn segment(&self, _image: &DynamicImage) -> std::result::Result<Segmentation, SomError> {
-        Err(SomError::Segment(
-            "ground-truth regions are used; no segmenter runs".into(),
+        Err(SomError::segment(
+            "ground-truth regions are used; no segmenter runs",
         ))
     }
 }
@@ -390,13 +390,7 @@ impl<'a> Runner<'a> {
             error: None,
         };
         if let Err(e) = self.fill(index, &mut rec).await {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg = format!("{msg}: {s}");
-                source = s.source();
-            }
-            rec.error = Some(msg);
+            rec.error = Some(som_core::ErrorChain(&e).to_string());
         }
         rec
     }
@@ -531,7 +525,7 @@ fn premarked(image: &DynamicImage) -> Result<MarkedImage> {
 
 fn mark_record(marked: &MarkedImage, m: &MarkRef, premarked: bool) -> MarkRecord {
     let region = (!premarked)
-        .then(|| marked.segmentation.regions.get(m.region))
+        .then(|| marked.segmentation().region(m.region))
         .flatten()
         .map(|r| RegionRecord {
             id: r.id,
@@ -568,10 +562,10 @@ fn label_targets(
     vocabulary: &[ClassNames],
 ) -> Vec<TargetRecord> {
     marked
-        .marks
+        .marks()
         .iter()
-        .map(|mark| {
-            let region = &marked.segmentation.regions[mark.region];
+        .filter_map(|mark| Some((mark, marked.region_of(mark)?)))
+        .map(|(mark, region)| {
             let best = map.majority(&region.to_mask(map.size()));
             let truth = match best {
                 Some(c) if c != ignore => Truth::Class {
@@ -612,14 +606,9 @@ fn track_objects(item: &EvalItem, reference: Option<&MarkedImage>) -> Query {
         (Query::Track { .. }, Some(r)) => {
             let objects = (1..=item.targets.len() as u64)
                 .map(|k| {
-                    r.marks
+                    r.marks()
                         .iter()
-                        .find(|m| {
-                            r.segmentation
-                                .regions
-                                .get(m.region)
-                                .is_some_and(|reg| reg.id == k)
-                        })
+                        .find(|m| r.region_of(m).is_some_and(|reg| reg.id == k))
                         .map(|m| m.text.clone())
                         .unwrap_or_default()
                 })
@@ -652,12 +641,14 @@ fn dry_run(
 ) -> Result<()> {
     let stem = file_stem(&item.id);
     let save = |img: &image::RgbImage, path: PathBuf| {
-        img.save(&path)
-            .map_err(|e| EvalError::io("write", &path, std::io::Error::other(e.to_string())))
+        som_core::io::save_image(img, &path).map_err(|source| EvalError::Stage {
+            context: format!("dry run of {}", item.id),
+            source,
+        })
     };
-    save(&marked.image, dir.join(format!("{stem}.png")))?;
+    save(marked.image(), dir.join(format!("{stem}.png")))?;
     if let Some(r) = reference {
-        save(&r.image, dir.join(format!("{stem}.reference.png")))?;
+        save(r.image(), dir.join(format!("{stem}.reference.png")))?;
     }
     let mut text = String::new();
     if let Some(s) = &request.system {

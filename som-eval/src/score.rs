@@ -157,7 +157,7 @@ fn refcocog(data: &Path, pred: &Path, options: &OpenOptions, s: &mut Summary) ->
                 let doc = Value::Array(vec![serde_json::json!({"segmentation": v})]);
                 let (_, seg) =
                     read_regions_value(&doc, &opts).map_err(|e| o.err(format!("segmentation: {e}")))?;
-                seg.regions.into_iter().next().and_then(|r| r.mask)
+                seg.into_regions().into_iter().next().and_then(|r| r.mask)
             }
             None => None,
         };
@@ -276,7 +276,7 @@ fn open_vocabulary(
         let (_, seg) =
             read_regions_value(&doc, &opts).map_err(|e| EvalError::dataset(&file, "", e.to_string()))?;
         let mut painted = Vec::new();
-        for r in &seg.regions {
+        for r in seg.regions() {
             let mask = r.to_mask(size);
             let Some(label) = &r.label else { continue };
             // The truth of a region: the class covering most of its pixels.

@@ -31,16 +31,16 @@ fn coco_instances_give_regions_and_a_semantic_map() {
     let regions = item.regions.unwrap();
     // The crowd annotation is not a region to mark; the polygon and the RLE are.
     let labels: Vec<_> = regions
-        .regions
+        .regions()
         .iter()
         .map(|r| (r.id, r.label.clone().unwrap()))
         .collect();
     assert_eq!(labels, [(100, "person".to_string()), (101, "dog".into())]);
-    assert!(regions.regions.iter().all(|r| r.area() > 20));
+    assert!(regions.regions().iter().all(|r| r.area() > 20));
     let sem = item.semantic.unwrap();
     // Crowd pixels (bottom-left) are ignored; the polygon's pixels are "person" (index 0).
     assert_eq!(sem.map.get(0, 47), Some(sem.ignore));
-    let person = regions.regions[0].mask.as_ref().unwrap();
+    let person = regions.regions()[0].mask.as_ref().unwrap();
     let p = person.bbox().center();
     assert_eq!(sem.map.get(p.x, p.y), Some(0));
     assert!(matches!(item.query, Query::Label { ref vocabulary } if vocabulary == &["person", "dog", "cup"]));
@@ -53,10 +53,10 @@ fn coco_panoptic_pngs_decode_to_segments() {
     assert_eq!(ds.vocabulary().unwrap().len(), 4);
     let item = ds.load(1).unwrap();
     let regions = item.regions.unwrap();
-    assert_eq!(regions.regions.len(), 3);
-    assert_eq!(regions.regions[0].label.as_deref(), Some("tree-merged"));
+    assert_eq!(regions.regions().len(), 3);
+    assert_eq!(regions.regions()[0].label.as_deref(), Some("tree-merged"));
     // Ids use all three channels: 1000 * (k + 1) + 7 * image + 65536 * k.
-    assert_eq!(regions.regions[2].id, 3000 + 14 + 131072);
+    assert_eq!(regions.regions()[2].id, 3000 + 14 + 131072);
     let sem = item.semantic.unwrap();
     assert_eq!(sem.map.get(0, 0), Some(3)); // tree-merged is category index 3
 }
@@ -122,7 +122,7 @@ fn ade20k_items_have_one_region_per_class_present() {
     let labels: Vec<_> = item
         .regions
         .unwrap()
-        .regions
+        .regions()
         .iter()
         .map(|r| r.label.clone().unwrap())
         .collect();
@@ -212,12 +212,7 @@ fn every_malformed_fixture_gives_one_clear_error() {
             Err(e) => e,
             Ok(()) => panic!("{}: loaded without error", folder.display()),
         };
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
+        let text = som_core::ErrorChain(&err).to_string();
         assert!(
             text.contains(want),
             "{}:\n  got  {text}\n  want {want}",

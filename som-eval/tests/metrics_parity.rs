@@ -20,7 +20,7 @@ fn load(rel: &str) -> Value {
 fn rles(set: &str) -> Vec<Rle> {
     let (_, seg) =
         read_regions(&std::fs::read_to_string(root().join(format!("masks/{set}.json"))).unwrap()).unwrap();
-    seg.regions
+    seg.regions()
         .iter()
         .map(|r| r.mask.as_ref().unwrap().to_rle())
         .collect()

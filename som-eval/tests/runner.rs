@@ -52,7 +52,7 @@ impl MarkAllocator for Centre {
             .into_iter()
             .enumerate()
             .map(|(k, i)| {
-                let b = seg.regions[i].bbox;
+                let b = seg.regions()[i].bbox;
                 Mark::new(
                     k as u32 + 1,
                     (k + 1).to_string(),
@@ -113,7 +113,7 @@ impl Prompter for LinePrompter {
         };
         let req = GroundingRequest::new(marked, text);
         match reference {
-            Some(r) => req.with_context(vec![ContentPart::Image(&r.image)]),
+            Some(r) => req.with_context(vec![ContentPart::Image(r.image())]),
             None => req,
         }
     }
@@ -126,7 +126,7 @@ impl Prompter for LinePrompter {
                 name: None,
             }],
             Query::Label { .. } => marked
-                .marks
+                .marks()
                 .iter()
                 .map(|m| TargetAnswer {
                     name: lines
@@ -176,7 +176,7 @@ impl GroundingModel for Deterministic {
         if n >= self.stall_after {
             return Box::pin(std::future::pending());
         }
-        let marks = &req.marked.marks;
+        let marks = req.marked.marks();
         let h = req
             .prompt
             .bytes()

@@ -246,7 +246,7 @@ impl CocoInstances {
             let (_, seg) = read_regions_value(&Value::Array(vec![v.clone()]), &opts)
                 .map_err(|e| EvalError::dataset(&self.file, &item, e.to_string()))?;
             let mut r = seg
-                .regions
+                .into_regions()
                 .into_iter()
                 .next()
                 .ok_or_else(|| EvalError::dataset(&self.file, &item, "empty"))?;
@@ -267,10 +267,10 @@ impl CocoInstances {
     /// As [`CocoInstances::regions`].
     pub fn image_truth(&self, image_id: u64) -> Result<(Segmentation, LabelMap)> {
         let all = self.regions(image_id, &self.annotation_ids(image_id))?;
-        let size = all.size;
+        let size = all.size();
         let mut map = LabelMap::filled(size, IGNORE);
         let mut kept = Vec::new();
-        for r in all.regions {
+        for r in all.into_regions() {
             let crowd = r.source.get("iscrowd").and_then(Value::as_u64) == Some(1);
             let class = r
                 .source

@@ -220,7 +220,7 @@ impl RefCocog {
     /// As [`CocoInstances::regions`].
     pub fn truth(&self, r: &Ref) -> Result<Truth> {
         let seg = self.instances.regions(r.image_id, &[r.ann_id])?;
-        let region = &seg.regions[0];
+        let region = &seg.regions()[0];
         // REC is scored against the annotated box; the mask's box stands in when there is none.
         let bbox = self
             .instances
