@@ -163,6 +163,9 @@ pub struct RunArgs {
 pub struct ReportArgs {
     /// A results file written by `som eval run`.
     pub results: PathBuf,
+    /// DAVIS: also write the predictions as the toolkit's result folder (`DIR/<sequence>/<frame>.png`).
+    #[arg(long, value_name = "DIR")]
+    pub write_predictions: Option<PathBuf>,
     #[command(flatten)]
     pub scoring: ScoringArgs,
 }

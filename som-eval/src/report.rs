@@ -467,6 +467,51 @@ fn open_vocabulary(
     Ok((naming, cm))
 }
 
+/// A DAVIS frame's prediction as one label map: object `k` (1-based, target
+/// order) painted in object order, later objects on top, as an indexed PNG
+/// holds it.
+fn frame_prediction(r: &Record, rule: MultiMarkRule) -> Result<LabelMap> {
+    let size = size_of(r);
+    let mut pred = LabelMap::filled(size, 0);
+    for (k, t) in r.targets.iter().enumerate() {
+        pred.paint(&predict(t, size, rule)?.mask, k as u32 + 1)?;
+    }
+    Ok(pred)
+}
+
+/// Writes the predictions of DAVIS records as the toolkit reads results:
+/// `<dir>/<sequence>/<frame>.png`, indexed PNGs with the DAVIS palette. Returns
+/// how many frames were written.
+///
+/// # Errors
+/// [`EvalError::Invalid`] for records of another task or without an output
+/// name; [`EvalError::Io`] when a file cannot be written.
+pub fn write_davis_predictions(
+    header: &Header,
+    records: &[Record],
+    rule: MultiMarkRule,
+    dir: &std::path::Path,
+) -> Result<usize> {
+    if header.task != Task::Davis {
+        return Err(EvalError::invalid(
+            "predictions",
+            format!("only DAVIS runs write result PNGs, not {}", header.task),
+        ));
+    }
+    let palette = crate::labelmap::davis_palette();
+    for r in records {
+        let name = r.output.as_deref().ok_or_else(|| {
+            EvalError::invalid("predictions", format!("record {} has no output name", r.id))
+        })?;
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| EvalError::io("create", parent, e))?;
+        }
+        frame_prediction(r, rule)?.write_indexed_png(&path, &palette)?;
+    }
+    Ok(records.len())
+}
+
 /// J and F per object from DAVIS records: each frame's objects painted into
 /// one label map in object order (as an indexed PNG holds them), then scored
 /// against the recorded ground truth.
@@ -487,11 +532,7 @@ fn davis_objects(records: &[Record], rule: MultiMarkRule) -> Result<Vec<ObjectSc
         let mut j: Vec<Vec<f64>> = vec![Vec::new(); objects];
         let mut f: Vec<Vec<f64>> = vec![Vec::new(); objects];
         for r in &frames {
-            let size = size_of(r);
-            let mut pred = LabelMap::filled(size, 0);
-            for (k, t) in r.targets.iter().enumerate() {
-                pred.paint(&predict(t, size, rule)?.mask, k as u32 + 1)?;
-            }
+            let pred = frame_prediction(r, rule)?;
             for (k, t) in r.targets.iter().enumerate() {
                 let Truth::Mask { mask } = &t.truth else { continue };
                 let gt = mask.to_mask();

@@ -572,6 +572,25 @@ async fn davis_runs_through_the_reference_frame_to_j_and_f() {
     let jf = s.metric("J&F-Mean").unwrap();
     assert!(jf > 0.0 && jf < 0.5, "quadrant boxes are poor masks: {jf}");
     assert!(s.table().contains("DAVIS2017 J&F-Mean"));
+
+    // The same predictions written as result PNGs score the same through the toolkit's format.
+    let pred = dir.join("pred");
+    let written =
+        som_eval::report::write_davis_predictions(&h, &records, MultiMarkRule::Union, &pred).unwrap();
+    assert_eq!(written, 15);
+    let offline = som_eval::score::score(
+        Task::Davis,
+        &fixtures().join("eval/davis"),
+        &pred,
+        &OpenOptions::default(),
+        ScoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(offline.per_sequence, s.per_sequence);
+    for ((n1, v1), (n2, v2)) in offline.metrics.iter().zip(&s.metrics) {
+        assert_eq!(n1, n2);
+        assert!((v1 - v2).abs() < 1e-12, "{n1}: {v1} vs {v2}");
+    }
 }
 
 #[tokio::test]
