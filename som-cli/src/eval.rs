@@ -6,7 +6,11 @@
 //!   asks the model (the provider options of `som ask`, the prompts of
 //!   `som_lmm::PromptTemplates`), appends one JSON line per finished item, and
 //!   prints the table. `--dry-run` writes the marked images and prompts into
-//!   the `--out` folder instead and asks nothing.
+//!   the `--out` folder instead and asks nothing. Referring-expression tasks
+//!   ask for structured output where the provider has it (unless
+//!   `--no-structured`); tasks with several targets per request (names per
+//!   mark, marks per phrase or per object) ask for plain text, one line per
+//!   target, which the line parser reads.
 //! - `som eval report results.jsonl` re-scores a results file, with no data
 //!   and no network.
 //! - `som eval score TASK --data DIR --pred PRED` scores predictions in the
@@ -243,7 +247,12 @@ fn run_eval(args: RunArgs) -> anyhow::Result<()> {
         (Some(_), Some(_)) => bail!("--price-in and --price-out must be non-negative"),
         _ => None,
     };
-    let config = args.provider.config()?;
+    let mut config = args.provider.config()?;
+    // The structured schema holds one flat list of marks; tasks with several targets per
+    // request (names per mark, marks per phrase or object) are read from one line per target.
+    if !matches!(args.data.task, Task::Refcocog | Task::SombenchRefcocog) {
+        config.structured_output = false;
+    }
     let templates = load_templates(args.templates.as_deref())?;
     let style = args.style.style();
     style.validate()?;
