@@ -279,7 +279,7 @@ fn run_eval(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Some(key_hint(LmmClient::new(config.clone()))?)
     };
-    let model_name = format!("{}:{}", config.provider.name(), config.model);
+    let model_name = format!("{}:{}", config.provider.info().name, config.model);
     let header = Header {
         som_eval: FORMAT,
         task,

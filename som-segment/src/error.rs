@@ -103,7 +103,7 @@ impl SegmentError {
 
 /// A segmenter's error reaches the pipeline as [`SomError::Segment`] with the
 /// segmenter's own error as its source: a `SegmentError`, or for SAM the
-/// [`crate::sam::SamError`] itself. Errors that already are `SomError`s (a
+/// `som_segment::sam::SamError` itself. Errors that already are `SomError`s (a
 /// malformed regions JSON) pass through unchanged.
 impl From<SegmentError> for SomError {
     fn from(e: SegmentError) -> Self {

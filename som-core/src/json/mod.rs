@@ -11,10 +11,10 @@
 //! records; a COCO annotation file (`images` + `annotations`); `counts` as a
 //! list (uncompressed RLE); polygons; binary arrays; regions with a `bbox` only.
 //! Fields a region carries beyond the known ones (`predicted_iou`,
-//! `stability_score`, `category_id`…) are kept in [`Region::source`] and
+//! `stability_score`, `category_id`…) are kept in [`crate::Region::source`] and
 //! written back out.
 //!
-//! [`read`] holds the reader, [`write`] the writers (regions, marks and the
+//! [`mod@read`] holds the reader, [`mod@write`] the writers (regions, marks and the
 //! answer JSON of `som ask`); their functions are re-exported here.
 
 use std::path::Path;
