@@ -153,6 +153,7 @@ fn refcocog(data: &Path, pred: &Path, options: &OpenOptions, s: &mut Summary) ->
                 let opts = ReadOptions {
                     image_size: Some(size),
                     image: None,
+                    ..Default::default()
                 };
                 let doc = Value::Array(vec![serde_json::json!({"segmentation": v})]);
                 let (_, seg) =
@@ -272,6 +273,7 @@ fn open_vocabulary(
         let opts = ReadOptions {
             image_size: Some(size),
             image: None,
+            ..Default::default()
         };
         let (_, seg) =
             read_regions_value(&doc, &opts).map_err(|e| EvalError::dataset(&file, "", e.to_string()))?;

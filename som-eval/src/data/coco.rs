@@ -242,6 +242,7 @@ impl CocoInstances {
             let opts = ReadOptions {
                 image_size: Some(image.size),
                 image: None,
+                ..Default::default()
             };
             let (_, seg) = read_regions_value(&Value::Array(vec![v.clone()]), &opts)
                 .map_err(|e| EvalError::dataset(&self.file, &item, e.to_string()))?;
