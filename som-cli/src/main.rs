@@ -1,11 +1,13 @@
 //! `som`: Set-of-Mark visual prompting from the command line.
 //!
 //! Subcommands: `mark` (segment → allocate → render), `segment` (write a
-//! regions JSON), `ask` (mark, then ask a multimodal model). Each subcommand
+//! regions JSON), `ask` (mark, then ask a multimodal model), `eval` (run,
+//! report and score benchmarks). Each subcommand
 //! lives in its own module; errors print as one line on stderr with a
 //! non-zero exit status.
 
 mod ask;
+mod eval;
 mod io;
 mod mark;
 mod maskdino_args;
@@ -37,6 +39,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Mark an image and ask a multimodal model about it.
     Ask(ask::AskArgs),
+    /// Evaluate a model on a benchmark, re-score its answers, or score predictions.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Mark(args) => mark::run(args),
         Command::Segment(args) => segment::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
