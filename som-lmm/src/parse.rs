@@ -1042,9 +1042,10 @@ mod tests {
                 max_letters: 0
             }
         );
-        // Empty, mixed and non-ASCII texts are neither numbers nor letters.
+        // Empty, mixed and non-ASCII texts are neither numbers nor letters (a mixed
+        // text longer than every letter mark must not raise `max_letters`).
         assert_eq!(
-            kinds(&["ab", "c", "", "x1", "é"]),
+            kinds(&["ab", "c", "", "x12", "é"]),
             LabelKinds {
                 numbers: false,
                 max_letters: 2
