@@ -1,7 +1,8 @@
 //! `som`: Set-of-Mark visual prompting from the command line.
 //!
 //! Subcommands: `mark` (segment → allocate → render), `segment` (write a
-//! regions JSON), `ask` (mark, then ask a multimodal model). Each subcommand
+//! regions JSON), `ask` (mark, then ask a multimodal model), `serve` (a local
+//! page and JSON API, from the `som-serve` crate). Each subcommand
 //! lives in its own module; errors print as one line on stderr with a
 //! non-zero exit status.
 
@@ -13,6 +14,7 @@ mod provider_args;
 mod sam_args;
 mod seg_args;
 mod segment;
+mod serve;
 mod stages;
 mod style_args;
 
@@ -36,6 +38,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Mark an image and ask a multimodal model about it.
     Ask(ask::AskArgs),
+    /// Serve a local web page and JSON API that mark images and ask a model about them.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Mark(args) => mark::run(args),
         Command::Segment(args) => segment::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
