@@ -30,6 +30,8 @@
     selected: [0, 145, 255],
     hovered: [255, 196, 0],
   };
+  // Opacity of the black veil over everything but the hovered region.
+  const VEIL = 120;
 
   // ---- Server information -------------------------------------------------
 
@@ -181,6 +183,7 @@
         canvas.width = img.naturalWidth;
         canvas.height = img.naturalHeight;
         $("stage").classList.remove("empty");
+        fit();
         draw();
         resolve();
       };
@@ -196,6 +199,17 @@
       j.download = `${stem}.marks.json`;
       $("downloads").hidden = false;
     });
+  }
+
+  // Shows the image as large as the view allows (small images up to twice
+  // their size), the highlight layer exactly over it.
+  function fit() {
+    const img = $("marked");
+    if (!img.naturalWidth) return;
+    const view = $("view");
+    const room = view.clientWidth - 40;
+    const scale = Math.min(room / img.naturalWidth, (window.innerHeight * 0.66) / img.naturalHeight, 2);
+    img.style.width = `${Math.floor(img.naturalWidth * scale)}px`;
   }
 
   // COCO compressed RLE (pycocotools' rleFrString): the run lengths of a
@@ -263,13 +277,17 @@
 
   // ---- Highlighting -------------------------------------------------------
 
+  // Colours a region into the highlight layer: `fill` opacity inside, opaque
+  // along its edge (two pixels wide).
   function paint(data, width, m, [r, g, b], fill) {
+    const on = (x, y) => x >= 0 && y >= 0 && x < m.w && y < m.h && m.bits[y * m.w + x] === 1;
     for (let y = 0; y < m.h; y++) {
       for (let x = 0; x < m.w; x++) {
-        if (!m.bits[y * m.w + x]) continue;
-        const edge = x === 0 || y === 0 || x === m.w - 1 || y === m.h - 1 ||
-          !m.bits[y * m.w + x - 1] || !m.bits[y * m.w + x + 1] ||
-          !m.bits[(y - 1) * m.w + x] || !m.bits[(y + 1) * m.w + x];
+        if (!on(x, y)) continue;
+        let edge = false;
+        for (let d = 1; d <= 2 && !edge; d++) {
+          edge = !on(x - d, y) || !on(x + d, y) || !on(x, y - d) || !on(x, y + d);
+        }
         const o = ((m.y + y) * width + m.x + x) * 4;
         data[o] = r;
         data[o + 1] = g;
@@ -279,6 +297,8 @@
     }
   }
 
+  // The highlight layer: the answer's marks, the selected ones, and the
+  // hovered one, with the rest of the image veiled so its region stands out.
   function draw() {
     const canvas = $("overlay");
     const ctx = canvas.getContext("2d");
@@ -288,9 +308,12 @@
     }
     const { width, height } = state.doc.image;
     const img = ctx.createImageData(width, height);
+    if (state.hovered >= 0) {
+      for (let o = 3; o < img.data.length; o += 4) img.data[o] = VEIL;
+    }
     for (const i of state.answerMarks) paint(img.data, width, state.masks[i], COLORS.answer, 120);
     for (const i of state.selected) paint(img.data, width, state.masks[i], COLORS.selected, 110);
-    if (state.hovered >= 0) paint(img.data, width, state.masks[state.hovered], COLORS.hovered, 130);
+    if (state.hovered >= 0) paint(img.data, width, state.masks[state.hovered], COLORS.hovered, 60);
     ctx.putImageData(img, 0, 0);
     if (state.hovered >= 0) {
       const [x, y, w, h] = state.doc.marks[state.hovered].region.bbox;
@@ -468,6 +491,7 @@
     mark();
   }
 
+  window.addEventListener("resize", fit);
   $("file").addEventListener("change", (e) => useFile(e.target.files[0]));
   for (const target of [$("drop"), $("stage")]) {
     target.addEventListener("dragover", (e) => {

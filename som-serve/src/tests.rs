@@ -330,3 +330,99 @@ async fn the_page_and_its_photos_are_served() {
     let (s, _) = error_of(call(&server, "GET", "/photos/secret.txt", None).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// A segmenter that takes its time and counts how many run at once.
+#[derive(Default)]
+struct Probe {
+    delay: std::time::Duration,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl som_core::Segmenter for Probe {
+    fn segment(&self, image: &image::DynamicImage) -> som_core::Result<som_core::Segmentation> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(self.delay);
+        self.running.fetch_sub(1, SeqCst);
+        let size = som_core::ImageSize::new(image.width(), image.height());
+        som_core::Segmentation::new(size, vec![som_core::Region::from_box(1, size.full_box())])
+    }
+}
+
+/// Runs `n` `/api/mark` requests at once (different options each, so none
+/// comes from the cache) and returns their statuses.
+async fn at_once(server: &SomServer, n: usize) -> Vec<StatusCode> {
+    let png = quadrants();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (server, body) = (server.clone(), form(Some(&png), &[("alpha", &format!("0.{i}"))]));
+            tokio::spawn(async move { call(&server, "POST", "/api/mark", Some(body)).await.status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_segmenter_serves_one_request_at_a_time_a_shared_one_several() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (access, most) in [(Access::Exclusive, 1), (Access::Shared, 4)] {
+        let probe = Arc::new(Probe {
+            delay: std::time::Duration::from_millis(150),
+            ..Probe::default()
+        });
+        let server = SomServer::builder()
+            .segmenter("probe", probe.clone(), access)
+            .limits(crate::Limits {
+                max_concurrent: 4,
+                max_queue: 4,
+                ..crate::Limits::default()
+            })
+            .build()
+            .unwrap();
+        let statuses = at_once(&server, 4).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+        assert_eq!(probe.most.load(SeqCst), most, "{access:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_time_limit_gets_503_with_retry_after() {
+    let probe = Arc::new(Probe {
+        delay: std::time::Duration::from_millis(1500),
+        ..Probe::default()
+    });
+    let server = SomServer::builder()
+        .segmenter("probe", probe.clone(), Access::Exclusive)
+        .limits(crate::Limits {
+            request_timeout: std::time::Duration::from_millis(300),
+            ..crate::Limits::default()
+        })
+        .build()
+        .unwrap();
+    let r = call(&server, "POST", "/api/mark", Some(form(Some(&quadrants()), &[]))).await;
+    assert!(
+        r.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    let (status, message) = error_of(r).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        message,
+        "the request took longer than this server's limit of 0.3 s"
+    );
+    // The segmenter still finishes its work; meanwhile and afterwards the server answers.
+    let r = call(&server, "GET", "/api/health", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
+    assert_eq!(probe.running.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
