@@ -124,7 +124,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     // The model: its key comes from the environment now, and stays in the client.
     let config = args.provider.config()?;
-    let (provider, model) = (config.provider.name().to_string(), config.model.clone());
+    let (provider, model) = (config.provider.info().name.to_string(), config.model.clone());
     builder = match key_hint(LmmClient::new(config)) {
         Ok(client) => builder.model(Arc::new(client), provider, model),
         Err(e) => {
