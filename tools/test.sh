@@ -23,7 +23,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "Chromium for the som serve browser test (Debian's package, installed when missing)"
 if ! command -v "${SOM_CHROMIUM:-chromium}" >/dev/null 2>&1; then
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
 step "cargo test (workspace, default features)"

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use common::server::{client, form, Server};
-use common::{assert_ok, fixture, s, som, tmp};
+use common::{assert_ok, fixture, root, s, som, tmp};
 use serde_json::Value;
 
 fn coffee() -> Vec<u8> {
@@ -127,6 +127,32 @@ fn mark_and_mark_png_answer_what_som_mark_writes() {
             "{fields:?}: /api/mark.png differs from som mark -o"
         );
     }
+    // A bundled photo as the page sends it: the JPEG the server itself offers
+    // (decoded by som-core's JPEG decoder on both sides).
+    let photo = root().join("som-serve/assets/photos/chelsea.jpg");
+    let served = http
+        .get(format!("{}/photos/chelsea.jpg", server.url))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(
+        served[..] == std::fs::read(&photo).unwrap()[..],
+        "/photos/chelsea.jpg"
+    );
+    let (want_json, _) = som_mark(s(&photo), &["--labels", "letter"], "serve-mark-jpeg");
+    let r = http
+        .post(format!("{}/api/mark", server.url))
+        .multipart(form(&served, "chelsea.jpg", &[("labels", "letter")]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let got = r.text().unwrap();
+    assert!(
+        got == want_json,
+        "chelsea.jpg: /api/mark differs from som mark --json"
+    );
+
     // One request line each in the log, none with the body.
     let log = server.log();
     assert!(log.contains("som serve: POST /api/mark 200"), "{log}");
@@ -140,6 +166,7 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_stays_up() {
     let coffee = coffee(); // 600x400 = 240 000 pixels, 466 KB
     let chelsea = std::fs::read(fixture("images/chelsea.png")).unwrap(); // 451x300, 241 KB
     let astronaut = std::fs::read(fixture("images/astronaut.png")).unwrap(); // 792 KB
+    let jpeg = std::fs::read(root().join("som-serve/assets/photos/chelsea.jpg")).unwrap();
     let url = server.url.clone();
     let mark = |f: reqwest::blocking::multipart::Form| {
         http.post(format!("{url}/api/mark")).multipart(f).send().unwrap()
@@ -163,6 +190,7 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_stays_up() {
             422,
             "cannot read the image header",
         ),
+        (form(&jpeg[..jpeg.len() / 2], "cut.jpg", &[]), 422, "truncated"),
         (
             form(&coffee, "coffee.png", &[]),
             413,

@@ -112,6 +112,11 @@ async fn health_lists_segmenters_and_why_there_is_no_model() {
         "no API key for openai: set OPENAI_API_KEY"
     );
     assert_eq!(v["style"]["draw"], MarkStyle::default().draw.to_string());
+    // The alpha as written (0.4), not widened (0.4000000059604645).
+    assert_eq!(
+        v["style"]["alpha"].to_string(),
+        MarkStyle::default().alpha.to_string()
+    );
     assert_eq!(v["tasks"].as_array().unwrap().len(), Task::NAMES.len());
 }
 
