@@ -117,7 +117,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if kind != chosen {
             let mut other = args.segmenter.clone();
             other.segmenter = Some(kind);
+            // The options of segmenters with weights mean nothing to these.
             other.model = Default::default();
+            other.maskdino = Default::default();
             builder = builder.segmenter(kind_name(kind), other.build()?.segmenter, Access::Shared);
         }
     }

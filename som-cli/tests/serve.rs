@@ -343,3 +343,89 @@ fn a_saturated_server_answers_503_with_retry_after_and_stays_up() {
         .unwrap();
     assert_eq!(health["status"], "ok");
 }
+
+/// A torch segmenter (the reduced MaskDINO of the parity fixtures) is loaded
+/// once at start, offered beside the pure-Rust ones, served one request at a
+/// time, and answers what `som mark` writes with the same options.
+#[cfg(feature = "torch")]
+#[test]
+fn a_torch_segmenter_is_loaded_once_and_serves_what_som_mark_writes() {
+    let dir = tmp("serve-maskdino");
+    let all: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("maskdino/tiny_config.json")).unwrap())
+            .unwrap();
+    let config = dir.join("tiny.json");
+    std::fs::write(&config, all["no"].to_string()).unwrap();
+    let checkpoint = fixture("maskdino/tiny.pth");
+    let model = [
+        "--segmenter",
+        "maskdino",
+        "--checkpoint",
+        s(&checkpoint),
+        "--maskdino-config",
+        s(&config),
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    let mut args = model.to_vec();
+    args.extend(["--max-concurrent", "2"]);
+    let mut server = Server::start(&args, &[]);
+    assert!(server.log().contains("loaded maskdino in"), "{}", server.log());
+    let http = client();
+    let health: Value = http
+        .get(format!("{}/api/health", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["default_segmenter"], "maskdino");
+    let offered: Vec<(&str, bool)> = health["segmenters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), g["one_at_a_time"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        offered,
+        [("maskdino", true), ("classic", false), ("felzenszwalb", false)]
+    );
+
+    let image = fixture("maskdino/image.png");
+    let (want, _) = som_mark(s(&image), &model, "serve-maskdino-mark");
+    let bytes = Arc::new(std::fs::read(&image).unwrap());
+    // Two at once (two slots): the one model serves them in turn, both right.
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let (url, bytes) = (server.url.clone(), bytes.clone());
+            std::thread::spawn(move || {
+                // Different options, so neither answer comes from the cache.
+                let draw = ["mark,mask,contour", "mark,mask,contour,box"][i];
+                let r = client()
+                    .post(format!("{url}/api/mark"))
+                    .multipart(form(&bytes, "image.png", &[("draw", draw)]))
+                    .send()
+                    .unwrap();
+                (r.status().as_u16(), r.text().unwrap())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, got) = t.join().unwrap();
+        assert_eq!(status, 200, "{got}");
+        let (got, want): (Value, Value) = (
+            serde_json::from_str(&got).unwrap(),
+            serde_json::from_str(&want).unwrap(),
+        );
+        assert_eq!(got["marks"], want["marks"], "the marks do not depend on draw");
+    }
+    let r = http
+        .post(format!("{}/api/mark", server.url))
+        .multipart(form(&bytes, "image.png", &[]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let got = r.text().unwrap();
+    assert!(got == want, "/api/mark differs from som mark --json");
+    assert!(server.alive());
+}

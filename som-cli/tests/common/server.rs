@@ -60,14 +60,19 @@ impl Server {
                 }
             });
         }
-        match listening.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => Server { child, url, log },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("som serve did not start; its output:\n{}", log.lock().unwrap());
+        // Up to two minutes (a model may load first), but no longer than the process lives.
+        for _ in 0..1200 {
+            if let Ok(url) = listening.recv_timeout(Duration::from_millis(100)) {
+                return Server { child, url, log };
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                std::thread::sleep(Duration::from_millis(200)); // the readers catch its last words
+                break;
             }
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("som serve did not start; its output:\n{}", log.lock().unwrap());
     }
 
     /// Everything the server printed so far (stdout and stderr).
