@@ -3,6 +3,8 @@
 //! The mask sets are the reference harness's (`../shared/ref/gen_masks.py`),
 //! committed as regions JSON under `fixtures/masks/`.
 
+pub mod eval;
+
 use std::path::PathBuf;
 
 use anyhow::Context;

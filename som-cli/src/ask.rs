@@ -20,14 +20,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use som_core::io::{write_file, OutputFormat};
 use som_core::json::{write_answer, AnswerMeta};
 use som_core::{GroundingAnswer, MarkedImage};
-use som_lmm::{BlockingClient, PromptTemplates, Task};
+use som_lmm::{BlockingClient, Task};
 
-use crate::provider_args::{key_hint, ProviderArgs};
+use crate::provider_args::{key_hint, load_templates, ProviderArgs};
 use crate::seg_args::SegmenterArgs;
 use crate::stages::{timed, Stages};
 use crate::style_args::MarkStyleArgs;
@@ -90,14 +90,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
     let format = args.output.as_deref().map(OutputFormat::from_path).transpose()?;
     let config = args.provider.config()?;
     let client = key_hint(BlockingClient::new(config.clone()))?;
-    let templates = match &args.templates {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read templates file {}", path.display()))?;
-            PromptTemplates::from_json(&text).with_context(|| format!("{}", path.display()))?
-        }
-        None => PromptTemplates::default(),
-    };
+    let templates = load_templates(args.templates.as_deref())?;
     let task = task_of(&args)?;
     let stages = Stages::build(&args.segmenter, args.style.style(), args.timings)?;
 

@@ -1,12 +1,14 @@
 //! `som`: Set-of-Mark visual prompting from the command line.
 //!
 //! Subcommands: `mark` (segment → allocate → render), `segment` (write a
-//! regions JSON), `ask` (mark, then ask a multimodal model), `serve` (a local
-//! page and JSON API, from the `som-serve` crate). Each subcommand
+//! regions JSON), `ask` (mark, then ask a multimodal model), `eval` (run,
+//! report and score benchmarks), `serve` (a local page and JSON API, from the
+//! `som-serve` crate). Each subcommand
 //! lives in its own module; errors print as one line on stderr with a
 //! non-zero exit status.
 
 mod ask;
+mod eval;
 mod io;
 mod mark;
 mod maskdino_args;
@@ -39,6 +41,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Mark an image and ask a multimodal model about it.
     Ask(ask::AskArgs),
+    /// Evaluate a model on a benchmark, re-score its answers, or score predictions.
+    Eval(eval::EvalArgs),
     /// Serve a local web page and JSON API that mark images and ask a model about them.
     Serve(serve::ServeArgs),
 }
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Mark(args) => mark::run(args),
         Command::Segment(args) => segment::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Serve(args) => serve::run(args),
     };
     match result {

@@ -101,6 +101,21 @@ impl ProviderArgs {
     }
 }
 
+/// The prompt templates of `--templates FILE` (JSON; missing fields keep the
+/// defaults), or the defaults.
+///
+/// # Errors
+/// The file cannot be read or is not a templates JSON, naming the file.
+pub fn load_templates(path: Option<&std::path::Path>) -> anyhow::Result<som_lmm::PromptTemplates> {
+    use anyhow::Context as _;
+    let Some(path) = path else {
+        return Ok(som_lmm::PromptTemplates::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read templates file {}", path.display()))?;
+    som_lmm::PromptTemplates::from_json(&text).with_context(|| format!("{}", path.display()))
+}
+
 /// A client, or for a missing key an error that says how to fix it.
 pub fn key_hint<T>(client: Result<T, LmmError>) -> anyhow::Result<T> {
     match client {

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{fixture, s, tmp};
+use common::{clean_provider_env, fixture, s, tmp};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -17,15 +17,7 @@ const KEY: &str = "sk-cli-test-SECRET-42";
 fn som(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_som"));
     cmd.args(args);
-    for var in [
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "GEMINI_API_KEY",
-        "GOOGLE_API_KEY",
-        "OPENAI_BASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
+    clean_provider_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod components;
 mod error;
 mod geometry;
 mod grounding;
@@ -65,6 +66,7 @@ mod rle;
 mod timing;
 mod traits;
 
+pub use components::{Components, Connectivity};
 pub use error::{BoxError, ErrorChain, Result, SomError};
 pub use geometry::{BBox, ImageSize, Point};
 pub use grounding::{

@@ -20,11 +20,18 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.png"))
 }
 
+/// `true` when `SOM_BLESS` asks for the goldens to be rewritten: `1`, `true`
+/// or `yes` (any case). Unset, empty, `0`, `false`, `no` or anything else
+/// compares.
+fn bless(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
 /// Compares `image` with the committed golden `name`, or rewrites the golden
-/// when `SOM_BLESS` is set.
+/// when `SOM_BLESS` is truthy (see [`bless`]).
 fn check(name: &str, image: &RgbImage) -> Result<()> {
     let path = fixture(name);
-    if std::env::var_os("SOM_BLESS").is_some() {
+    if bless(std::env::var("SOM_BLESS").ok().as_deref()) {
         std::fs::create_dir_all(path.parent().context("fixture folder")?)?;
         std::fs::write(&path, encode_png(image)?)?;
         return Ok(());
@@ -124,6 +131,17 @@ fn overlap_scene() -> Result<(RgbImage, Segmentation, Vec<Anchor>)> {
         (4, "5", 104, 12),
     ];
     Ok((background(120, 90), seg, anchors))
+}
+
+#[test]
+fn only_a_truthy_som_bless_rewrites_goldens() {
+    for yes in ["1", "true", "TRUE", "yes", " Yes "] {
+        assert!(bless(Some(yes)), "{yes:?}");
+    }
+    for no in ["0", "false", "no", "", "off", "2"] {
+        assert!(!bless(Some(no)), "{no:?}");
+    }
+    assert!(!bless(None));
 }
 
 #[test]

@@ -271,3 +271,27 @@ pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> Result<f64, SegmentError> {
     }
     Ok((sum_ij - expected) / (max - expected))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjusted_rand_index_matches_sklearn() {
+        // Values from sklearn.metrics.adjusted_rand_score's documentation.
+        let cases: [(&[u32], &[u32], f64); 5] = [
+            (&[0, 0, 1, 1], &[1, 1, 0, 0], 1.0),
+            (&[0, 0, 1, 2], &[0, 0, 1, 1], 4.0 / 7.0),
+            (&[0, 0, 1, 1], &[0, 0, 1, 2], 4.0 / 7.0),
+            (&[0, 0, 0, 0], &[0, 1, 2, 3], 0.0),
+            (&[0, 0, 1, 1], &[0, 1, 0, 1], -0.5),
+        ];
+        for (a, b, want) in cases {
+            let got = adjusted_rand_index(a, b).unwrap();
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{a:?} vs {b:?}: {got}, sklearn {want}"
+            );
+        }
+    }
+}

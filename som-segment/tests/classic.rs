@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use som_core::Segmenter;
-use som_segment::{felzenszwalb, Classic, ClassicParams, FelzenszwalbParams};
+use som_core::{Components, Connectivity, Segmenter};
+use som_segment::{felzenszwalb, Classic, ClassicParams, FelzenszwalbParams, LabelMap};
 
 fn photo(name: &str) -> anyhow::Result<image::DynamicImage> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -91,14 +91,27 @@ fn max_regions_is_respected() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The number of 4-connected pieces of the regions of `map`.
+fn pieces(map: &LabelMap) -> anyhow::Result<u32> {
+    Ok(Components::of_values(map.size(), map.labels(), Connectivity::Four)?.count())
+}
+
 #[test]
-fn split_disconnected_keeps_a_partition() -> anyhow::Result<()> {
+fn split_disconnected_leaves_connected_regions() -> anyhow::Result<()> {
     let image = photo("coffee.png")?;
+    // Without the option some region of this photo is in several pieces...
+    let joined = Classic::default().label_map(&image)?;
+    assert!(
+        pieces(&joined)? > joined.count(),
+        "no disconnected region to split"
+    );
     let params = ClassicParams {
         split_disconnected: true,
         ..ClassicParams::default()
     };
     let map = Classic::new(params).label_map(&image)?;
+    // ...with it, every region is one piece, and they still tile the image.
+    assert_eq!(pieces(&map)?, map.count(), "a region is in several pieces");
     assert!(map.areas().iter().all(|&a| a > 0));
     assert_eq!(map.areas().iter().sum::<u64>(), 600 * 400);
     Ok(())

@@ -85,7 +85,7 @@ fn style_json(style: &MarkStyle) -> serde_json::Value {
         "labels": style.labels.to_string(),
         "zero_based": style.zero_based,
         "draw": style.draw.to_string(),
-        // As written (0.4), not as the f32 widens to f64 (0.4000000059604645).
+        // As written (0.1), not as the f32 widens to f64 (0.10000000149011612).
         "alpha": style.alpha.to_string().parse::<f64>().unwrap_or(f64::from(style.alpha)),
         "font_size": style.font_size,
         "allocation": style.allocation.to_string(),

@@ -112,7 +112,7 @@ async fn health_lists_segmenters_and_why_there_is_no_model() {
         "no API key for openai: set OPENAI_API_KEY"
     );
     assert_eq!(v["style"]["draw"], MarkStyle::default().draw.to_string());
-    // The alpha as written (0.4), not widened (0.4000000059604645).
+    // The alpha as written (0.1), not widened (0.10000000149011612).
     assert_eq!(
         v["style"]["alpha"].to_string(),
         MarkStyle::default().alpha.to_string()

@@ -1,7 +1,7 @@
 //! Prints median timings of our implementation as JSON lines, for the
 //! side-by-side comparison scripts in `tools/bench/`.
 //!
-//! Usage: `som-bench rle [SET] [REPS]`
+//! Usage: `som-bench rle [SET] [REPS]`, `som-bench eval _ [REPS]`
 
 use anyhow::bail;
 use som_benches::{load_rle_strings, load_set, time_median};
@@ -38,7 +38,50 @@ fn main() -> anyhow::Result<()> {
                 serde_json::json!({"set": set, "what": "rle_decode", "median_ms": dec})
             );
         }
-        other => bail!("unknown benchmark {other:?} (known: rle)"),
+        "eval" => eval(reps)?,
+        other => bail!("unknown benchmark {other:?} (known: rle, eval)"),
+    }
+    Ok(())
+}
+
+/// som-eval's heavy metrics on the workloads of `som_benches::eval`; each line
+/// carries a check value the comparison script matches against the reference.
+fn eval(reps: usize) -> anyhow::Result<()> {
+    use som_benches::eval::{coco_rles, davis_pairs, label_maps};
+    use som_eval::metrics::{coco, davis, semseg};
+    let pairs = davis_pairs(50)?;
+    let mut f_sum = 0.0;
+    let f = time_median(reps, || {
+        f_sum = pairs
+            .iter()
+            .map(|(g, p)| davis::boundary_measure(g, p, davis::BOUND_TH).expect("same size"))
+            .sum::<f64>();
+    });
+    let maps = label_maps(8);
+    let mut miou_value = 0.0;
+    let miou = time_median(reps, || {
+        let mut cm = semseg::ConfusionMatrix::new(150);
+        for (gt, pred) in &maps {
+            cm.add(&semseg::LabelConvention::ADE20K, gt, pred, "bench")
+                .expect("valid");
+        }
+        miou_value = cm.mean_iou().expect("classes present");
+    });
+    let (dt, gt) = coco_rles()?;
+    let mut iou_sum = 0.0;
+    let iou = time_median(reps, || {
+        let m = coco::iou(&dt, &gt, &vec![false; gt.len()]).expect("same size");
+        iou_sum = m.iter().flatten().sum::<f64>();
+    });
+    for (what, ms, check) in [
+        ("davis_f_50_pairs_854x480", f, f_sum),
+        ("miou_ade20k_8x512x512", miou, miou_value),
+        ("coco_iou_200x200", iou, iou_sum),
+    ] {
+        println!(
+            "{}",
+            serde_json::json!({"what": what, "median_ms": ms, "check": check})
+        );
     }
     Ok(())
 }

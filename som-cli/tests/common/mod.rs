@@ -46,6 +46,20 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
+/// Removes the provider variables (keys, base URLs) a test must not inherit.
+pub fn clean_provider_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "OPENAI_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Exit status 1 and exactly one line on stderr, `som: error: …`, that mentions `needle`.
 pub fn assert_fails(out: &Output, needle: &str) {
     assert_fails_with(out, 1, needle);

@@ -1,6 +1,6 @@
 //! Packed-bit masks aligned to the image's 64-column word grid, so that
 //! "this region minus every region visited before it" is a few word
-//! operations per row; and connected pieces of a mask.
+//! operations per row.
 
 use som_core::{BBox, ImageSize, Mask, SomError};
 
@@ -170,53 +170,6 @@ pub(crate) fn image_words(size: ImageSize) -> usize {
     (size.width as usize).div_ceil(64)
 }
 
-/// The 8-connected pieces of `mask`, largest first (ties: the piece whose
-/// first pixel comes first in row-major order).
-pub(crate) fn pieces(mask: &Mask) -> Vec<Mask> {
-    let b = mask.bbox();
-    let (w, h) = (b.width as usize, b.height as usize);
-    let data = mask.crop_data();
-    let mut label = vec![0u32; w * h];
-    let mut n = 0u32;
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if data[start] == 0 || label[start] != 0 {
-            continue;
-        }
-        n += 1;
-        label[start] = n;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (x, y) = ((i % w) as i64, (i / w) as i64);
-            for dy in -1..=1i64 {
-                for dx in -1..=1i64 {
-                    let (nx, ny) = (x + dx, y + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * w + nx as usize;
-                    if data[j] != 0 && label[j] == 0 {
-                        label[j] = n;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-    }
-    if n <= 1 {
-        return vec![mask.clone()];
-    }
-    let mut out: Vec<Mask> = (1..=n)
-        .filter_map(|k| {
-            let bytes: Vec<u8> = label.iter().map(|&l| (l == k) as u8).collect();
-            Mask::from_crop(mask.size(), b, &bytes).ok()
-        })
-        .collect();
-    // Stable: equal areas keep discovery (row-major first pixel) order.
-    out.sort_by_key(|m| std::cmp::Reverse(m.area()));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,18 +206,5 @@ mod tests {
                 assert_eq!(crop.get(x as usize, y as usize), want.contains(p), "{p:?}");
             }
         }
-    }
-
-    #[test]
-    fn pieces_split_by_eight_connectivity() {
-        let size = ImageSize::new(10, 10);
-        // A diagonal pair (one piece) and a far blob (another).
-        let m = Mask::from_fn(size, |x, y| {
-            (x, y) == (1, 1) || (x, y) == (2, 2) || (x >= 6 && y >= 6)
-        });
-        let p = pieces(&m);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p[0].area(), 16);
-        assert_eq!(p[1].area(), 2);
     }
 }

@@ -84,12 +84,14 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use som_core::{
-    BBox, ImageSize, LabelMeasure, LabelScheme, Mark, MarkAllocator, Mask, Point, Segmentation, SomError,
+    BBox, Components, Connectivity, ImageSize, LabelMeasure, LabelScheme, Mark, MarkAllocator, Mask, Point,
+    Segmentation, SomError,
 };
 
 mod bits;
 pub mod edt;
 mod independent;
+mod layout;
 mod paper;
 
 use edt::{BinaryCrop, Edt, Peak};
@@ -237,7 +239,7 @@ impl<'s> Unit<'s> {
                 });
             }
             if per_piece {
-                for p in bits::pieces(&mask) {
+                for p in pieces(&mask)? {
                     units.push(Unit {
                         region: i,
                         rank,
@@ -254,6 +256,19 @@ impl<'s> Unit<'s> {
         }
         Ok(units)
     }
+}
+
+/// The 8-connected pieces of `mask`, largest first (ties: the piece whose
+/// first pixel comes first in row-major order).
+fn pieces(mask: &Mask) -> Result<Vec<Mask>, SomError> {
+    let found = Components::of_mask(mask, Connectivity::Eight)?;
+    if found.count() <= 1 {
+        return Ok(vec![mask.clone()]);
+    }
+    let mut pieces = found.masks()?;
+    // Stable: equal areas keep the order of their first pixels.
+    pieces.sort_by_key(|m| std::cmp::Reverse(m.area()));
+    Ok(pieces)
 }
 
 /// A pixel of maximal exact distance in `mask` (image coordinates) and its
@@ -349,6 +364,24 @@ pub(crate) fn par_with_edt<T: Sync, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_split_by_eight_connectivity_largest_first() {
+        let size = ImageSize::new(10, 10);
+        // A diagonal pair (one piece), a far blob (another), and a single
+        // pixel after it: the blob comes first by area, then the pair, then
+        // the pixel.
+        let m = Mask::from_fn(size, |x, y| {
+            (x, y) == (1, 1) || (x, y) == (2, 2) || (x >= 6 && (6..9).contains(&y)) || (x, y) == (0, 9)
+        });
+        let p = pieces(&m).unwrap();
+        let areas: Vec<u64> = p.iter().map(|m| m.area()).collect();
+        assert_eq!(areas, [12, 2, 1]);
+        assert_eq!(p[1].bbox(), BBox::new(1, 1, 2, 2));
+        assert_eq!(p[2].bbox(), BBox::new(0, 9, 1, 1));
+        // One piece: the mask itself.
+        assert_eq!(pieces(&p[0]).unwrap(), vec![p[0].clone()]);
+    }
 
     #[test]
     fn filled_box_peak_matches_the_transform() {

@@ -126,9 +126,18 @@ mod tests {
         let (w, h) = label_dims("123", 20.0, &mut c);
         let b = BBox::new(0, 0, w * 2 / 3, h * 2 / 3);
         let t = fit("123", b, 20.0, &mut c);
-        let p = padding(crate::render::font::size_key(1.0) as f32 / 8.0);
-        assert!(t.width + 2 * p <= b.width + 2 * p && t.width < w);
-        assert!(t.height < h);
+        // The padded text fits the box at the size chosen...
+        let em = t.key as f32 / 8.0;
+        let (fw, fh) = label_dims("123", em, &mut c);
+        assert!(fw <= b.width && fh <= b.height, "{fw}x{fh} in {b:?}");
+        assert!(t.width < w && t.height < h);
+        // ...and is the largest on the 1/8 px grid that does.
+        let (nw, nh) = label_dims("123", (t.key + 1) as f32 / 8.0, &mut c);
+        assert!(
+            nw > b.width || nh > b.height,
+            "{} px would fit too",
+            (t.key + 1) as f32 / 8.0
+        );
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl AutomaticMaskGenerator {
                 (h, w),
                 self.options.min_mask_region_area as f64,
                 self.options.box_nms_thresh.max(self.options.crop_nms_thresh),
-            );
+            )?;
         }
         let size = ImageSize::new(w, h);
         let records = data
@@ -660,9 +660,9 @@ fn postprocess_small_regions(
     orig: (u32, u32),
     min_area: f64,
     nms_thresh: f64,
-) -> Vec<Candidate> {
+) -> Result<Vec<Candidate>, SamError> {
     if data.is_empty() {
-        return data;
+        return Ok(data);
     }
     let (h, w) = (orig.0 as usize, orig.1 as usize);
     let mut new_masks = Vec::with_capacity(data.len());
@@ -670,15 +670,16 @@ fn postprocess_small_regions(
     let mut boxes = Vec::with_capacity(data.len());
     for c in &data {
         let mask = counts_to_bits(&c.counts, h, w);
-        let (mask, changed_holes) = remove_small_regions(&mask, w, h, min_area, RegionMode::Holes);
-        let (mask, changed_islands) = remove_small_regions(&mask, w, h, min_area, RegionMode::Islands);
+        let (mask, changed_holes) = remove_small_regions(&mask, w, h, min_area, RegionMode::Holes)?;
+        let (mask, changed_islands) = remove_small_regions(&mask, w, h, min_area, RegionMode::Islands)?;
         let unchanged = !changed_holes && !changed_islands;
         boxes.push(mask_to_box(&mask, w, h));
         scores.push(if unchanged { 1.0f32 } else { 0.0 });
         new_masks.push(mask);
     }
     let keep = nms(&boxes, &scores, nms_thresh);
-    keep.into_iter()
+    Ok(keep
+        .into_iter()
         .map(|i| {
             let mut c = data[i].clone();
             if scores[i] == 0.0 {
@@ -687,7 +688,7 @@ fn postprocess_small_regions(
             }
             c
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

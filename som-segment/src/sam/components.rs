@@ -5,7 +5,12 @@
 //! Only the label *order* matters beyond the partition itself (when every island is small,
 //! upstream keeps the first largest one). OpenCV's default 8-connectivity labelling
 //! (Spaghetti / BBDT) scans 2 × 2 blocks in raster order and numbers components by the
-//! first block they touch, which is the order used here.
+//! first block they touch. The components come from [`som_core::Components`] (numbered by
+//! first pixel, row-major); this file only renumbers them in OpenCV's order.
+
+use som_core::{Components, Connectivity, ImageSize};
+
+use super::SamError;
 
 /// What to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,101 +21,68 @@ pub(crate) enum RegionMode {
     Islands,
 }
 
-fn find(parent: &mut [u32], mut i: u32) -> u32 {
-    while parent[i as usize] != i {
-        let p = parent[i as usize];
-        parent[i as usize] = parent[p as usize];
-        i = p;
-    }
-    i
-}
-
-fn union(parent: &mut [u32], a: u32, b: u32) {
-    let (ra, rb) = (find(parent, a), find(parent, b));
-    if ra != rb {
-        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        parent[hi as usize] = lo;
-    }
-}
-
 /// 8-connected components of the non-zero pixels of a row-major `w × h` image: per pixel a
-/// label (0 = background, components numbered from 1 in OpenCV's order) and the sizes.
-pub(crate) fn connected_components(bits: &[u8], w: usize, h: usize) -> (Vec<u32>, Vec<u64>) {
-    let n = w * h;
-    let mut parent: Vec<u32> = (0..n as u32).collect();
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            if bits[i] == 0 {
-                continue;
-            }
-            if x > 0 && bits[i - 1] != 0 {
-                union(&mut parent, i as u32, (i - 1) as u32);
-            }
-            if y > 0 {
-                let up = i - w;
-                if bits[up] != 0 {
-                    union(&mut parent, i as u32, up as u32);
-                }
-                if x > 0 && bits[up - 1] != 0 {
-                    union(&mut parent, i as u32, (up - 1) as u32);
-                }
-                if x + 1 < w && bits[up + 1] != 0 {
-                    union(&mut parent, i as u32, (up + 1) as u32);
-                }
-            }
-        }
-    }
-    // Number roots in 2x2-block raster order.
-    let mut root_label = vec![0u32; n];
+/// label (0 = background, components numbered from 1 in OpenCV's order) and the sizes
+/// (index 0 the background).
+///
+/// The labelling itself is [`som_core::Components`]'s; only the numbering is OpenCV's,
+/// which is why this renumbering stays here.
+pub(crate) fn connected_components(
+    bits: &[u8],
+    w: usize,
+    h: usize,
+) -> Result<(Vec<u32>, Vec<u64>), SamError> {
+    let size = ImageSize::new(w as u32, h as u32);
+    let found = Components::of_binary(size, bits, Connectivity::Eight)
+        .map_err(|e| SamError::Image(format!("cannot label the components of a mask: {e}")))?;
+    let first_pixel = found.labels();
+    // Renumber by the first 2x2 block (in raster order) each component touches.
+    let mut cv = vec![0u32; found.count() as usize + 1];
     let mut next = 1u32;
     for by in (0..h).step_by(2) {
         for bx in (0..w).step_by(2) {
             for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                 let (y, x) = (by + dy, bx + dx);
-                if y >= h || x >= w || bits[y * w + x] == 0 {
+                if y >= h || x >= w {
                     continue;
                 }
-                let r = find(&mut parent, (y * w + x) as u32) as usize;
-                if root_label[r] == 0 {
-                    root_label[r] = next;
+                let l = first_pixel[y * w + x] as usize;
+                if l != 0 && cv[l] == 0 {
+                    cv[l] = next;
                     next += 1;
                 }
             }
         }
     }
-    let mut labels = vec![0u32; n];
-    let mut sizes = vec![0u64; next as usize];
-    for i in 0..n {
-        if bits[i] != 0 {
-            let r = find(&mut parent, i as u32) as usize;
-            let l = root_label[r];
-            labels[i] = l;
-            sizes[l as usize] += 1;
-        }
+    let labels = first_pixel.iter().map(|&l| cv[l as usize]).collect();
+    let mut sizes = vec![0u64; cv.len()];
+    for (&to, &area) in cv.iter().zip(found.areas()) {
+        sizes[to as usize] = area;
     }
-    sizes[0] = (n as u64) - sizes.iter().sum::<u64>();
-    (labels, sizes)
+    Ok((labels, sizes))
 }
 
 /// `remove_small_regions(mask, area_thresh, mode)`: returns the new mask and whether it
 /// changed. `mask` is row-major `w × h` with 0/1 values.
+///
+/// # Errors
+/// [`SamError::Image`] when `mask` does not hold `w × h` values.
 pub(crate) fn remove_small_regions(
     mask: &[u8],
     w: usize,
     h: usize,
     area_thresh: f64,
     mode: RegionMode,
-) -> (Vec<u8>, bool) {
+) -> Result<(Vec<u8>, bool), SamError> {
     let holes = mode == RegionMode::Holes;
     let working: Vec<u8> = mask.iter().map(|&m| u8::from((m != 0) != holes)).collect();
-    let (labels, sizes) = connected_components(&working, w, h);
+    let (labels, sizes) = connected_components(&working, w, h)?;
     let n_labels = sizes.len();
     let small: Vec<bool> = (0..n_labels)
         .map(|l| l > 0 && (sizes[l] as f64) < area_thresh)
         .collect();
     if !small.iter().any(|&s| s) {
-        return (mask.to_vec(), false);
+        return Ok((mask.to_vec(), false));
     }
     // Labels whose pixels end up in the mask.
     let mut fill = vec![false; n_labels];
@@ -132,7 +104,7 @@ pub(crate) fn remove_small_regions(
             fill[best] = true;
         }
     }
-    (labels.iter().map(|&l| u8::from(fill[l as usize])).collect(), true)
+    Ok((labels.iter().map(|&l| u8::from(fill[l as usize])).collect(), true))
 }
 
 #[cfg(test)]
@@ -148,7 +120,7 @@ mod tests {
             1, 0, 0, 0, 0, 0,
             0, 1, 0, 0, 0, 1,
         ];
-        let (labels, sizes) = connected_components(&bits, 6, 3);
+        let (labels, sizes) = connected_components(&bits, 6, 3).unwrap();
         assert_eq!(labels[6], 1);
         assert_eq!(labels[13], 1, "diagonal neighbours are connected");
         assert_eq!(labels[4], 2);
@@ -164,14 +136,14 @@ mod tests {
             1, 0, 1, 0, 1,
             1, 1, 1, 0, 0,
         ];
-        let (filled, changed) = remove_small_regions(&mask, 5, 3, 2.0, RegionMode::Holes);
+        let (filled, changed) = remove_small_regions(&mask, 5, 3, 2.0, RegionMode::Holes).unwrap();
         assert!(changed);
         assert_eq!(filled[6], 1);
-        let (kept, changed) = remove_small_regions(&mask, 5, 3, 2.0, RegionMode::Islands);
+        let (kept, changed) = remove_small_regions(&mask, 5, 3, 2.0, RegionMode::Islands).unwrap();
         assert!(changed);
         assert_eq!(kept[9], 0);
         assert_eq!(kept[0], 1);
-        let (same, changed) = remove_small_regions(&mask, 5, 3, 1.0, RegionMode::Islands);
+        let (same, changed) = remove_small_regions(&mask, 5, 3, 1.0, RegionMode::Islands).unwrap();
         assert!(!changed);
         assert_eq!(same, mask.to_vec());
     }
@@ -212,7 +184,7 @@ mod opencv_parity {
                 RegionMode::Islands
             };
             let thresh = case["area_thresh"].as_f64().unwrap();
-            let (got, changed) = remove_small_regions(&mask, w, h, thresh, mode);
+            let (got, changed) = remove_small_regions(&mask, w, h, thresh, mode).unwrap();
             assert_eq!(changed, case["changed"].as_bool().unwrap(), "case {i}: changed");
             assert_eq!(got, want, "case {i} ({mode:?}, {thresh})");
         }
