@@ -21,6 +21,12 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "Chromium for the som serve browser test (Debian's package, installed when missing)"
+if ! command -v "${SOM_CHROMIUM:-chromium}" >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
 step "cargo test (workspace, default features)"
 cargo test --workspace
 

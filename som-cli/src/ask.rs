@@ -150,33 +150,7 @@ fn task_of(args: &AskArgs) -> anyhow::Result<Option<Task>> {
     if !args.phrase.is_empty() && args.task != TaskArg::Ground {
         bail!("--phrase only goes with --task ground");
     }
-    let p = args.prompt.clone();
-    Ok(Some(match args.task {
-        TaskArg::Question => Task::Question { question: p },
-        TaskArg::Refer => Task::Refer { expression: p },
-        TaskArg::Label => {
-            let vocabulary: Vec<String> = p
-                .split(',')
-                .map(|w| w.trim().to_string())
-                .filter(|w| !w.is_empty())
-                .collect();
-            if vocabulary.is_empty() {
-                bail!("--task label needs a comma-separated vocabulary as the prompt");
-            }
-            Task::Label { vocabulary }
-        }
-        TaskArg::Ground => Task::Ground {
-            phrases: if args.phrase.is_empty() {
-                vec![p.clone()]
-            } else {
-                args.phrase.clone()
-            },
-            caption: p,
-        },
-        TaskArg::Action => Task::Action { instruction: p },
-        TaskArg::Interleaved => Task::Interleaved { text: p },
-        TaskArg::Raw => return Ok(None),
-    }))
+    Ok(Task::from_name(&args.task.name(), &args.prompt, &args.phrase)?)
 }
 
 fn print_answer(answer: &GroundingAnswer, marked: &MarkedImage) {

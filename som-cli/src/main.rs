@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `mark` (segment → allocate → render), `segment` (write a
 //! regions JSON), `ask` (mark, then ask a multimodal model), `eval` (run,
-//! report and score benchmarks). Each subcommand
+//! report and score benchmarks), `serve` (a local page and JSON API, from the
+//! `som-serve` crate). Each subcommand
 //! lives in its own module; errors print as one line on stderr with a
 //! non-zero exit status.
 
@@ -16,6 +17,7 @@ mod provider_args;
 mod sam_args;
 mod seg_args;
 mod segment;
+mod serve;
 mod stages;
 mod style_args;
 
@@ -41,6 +43,8 @@ enum Command {
     Ask(ask::AskArgs),
     /// Evaluate a model on a benchmark, re-score its answers, or score predictions.
     Eval(eval::EvalArgs),
+    /// Serve a local web page and JSON API that mark images and ask a model about them.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Segment(args) => segment::run(args),
         Command::Ask(args) => ask::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,7 +65,7 @@ impl MaskdinoArgs {
     /// # Errors
     /// No `--checkpoint`, a bad checkpoint or option, or a build without `torch`.
     #[cfg(feature = "torch")]
-    pub fn build(&self, model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter>> {
+    pub fn build(&self, model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
         use anyhow::Context;
         use som_segment::maskdino::{
             MaskDino, MaskDinoConfig, MaskDinoModel, MaskDinoSegmenter, MaskDinoSegmenterOptions,
@@ -112,7 +112,7 @@ impl MaskdinoArgs {
     /// # Errors
     /// Always: this build has no LibTorch.
     #[cfg(not(feature = "torch"))]
-    pub fn build(&self, _model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter>> {
+    pub fn build(&self, _model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
         anyhow::bail!(
             "this som was built without MaskDINO; rebuild with `--features torch` (LibTorch 2.13: tools/setup-libtorch.sh)"
         )

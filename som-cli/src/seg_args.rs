@@ -110,8 +110,8 @@ pub struct SegmenterArgs {
 /// A segmenter built from the options, and how long loading its model took
 /// (`None` for segmenters without weights).
 pub struct BuiltSegmenter {
-    /// The segmenter.
-    pub segmenter: Box<dyn Segmenter>,
+    /// The segmenter (`Send + Sync`: `som serve` shares it between requests).
+    pub segmenter: Box<dyn Segmenter + Send + Sync>,
     /// The `load_model` stage, for segmenters that load weights.
     pub load_model: Option<StageTiming>,
 }
@@ -182,7 +182,7 @@ impl SegmenterArgs {
     /// checkpoint, with the flag or file named.
     pub fn build(&self) -> anyhow::Result<BuiltSegmenter> {
         let felz = self.felzenszwalb_params();
-        let segmenter: Box<dyn Segmenter> = match self.kind()? {
+        let segmenter: Box<dyn Segmenter + Send + Sync> = match self.kind()? {
             SegmenterKind::Classic => {
                 let params = ClassicParams {
                     felzenszwalb: felz,
@@ -261,7 +261,8 @@ impl SegmenterArgs {
     }
 }
 
-fn kind_name(kind: SegmenterKind) -> String {
+/// The name `--segmenter` gives `kind`.
+pub(crate) fn kind_name(kind: SegmenterKind) -> String {
     kind.to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default()

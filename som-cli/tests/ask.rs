@@ -354,6 +354,103 @@ fn ask_speaks_every_provider() {
     }
 }
 
+/// `som serve`'s `/api/ask` answers what `som ask --json` writes, and the key
+/// (taken from the environment at start) reaches the provider but no
+/// response, page or log line — not even when the provider echoes it back.
+#[test]
+fn serve_asks_like_som_ask_and_never_shows_the_key() {
+    use common::server::{client, form, Server};
+
+    let structured = json!({"answer": "The cup is [1]; the saucer is [2].", "marks": ["1", "2"]});
+    let echo = format!("Incorrect API key provided: {KEY}.");
+    let mock = MockServer::start(vec![
+        // `som ask`, then `/api/ask`: the same answer.
+        MockResponse::json(200, &chat(&structured.to_string())),
+        MockResponse::json(200, &chat(&structured.to_string())),
+        // Then a provider that echoes the key in its error body and headers.
+        MockResponse::json(
+            401,
+            &json!({"error": {"message": echo, "type": "invalid_request_error"}}),
+        )
+        .header("x-echo", KEY),
+    ])
+    .unwrap();
+    let base_url = format!("{}/v1", mock.url());
+    let prompt = "Which marks are the cup and the saucer?";
+    let provider = [
+        "--provider",
+        "openai",
+        "--model",
+        "mock-vl",
+        "--base-url",
+        &base_url,
+    ];
+
+    let dir = tmp("serve-ask");
+    let answer_json = dir.join("answer.json");
+    let image = fixture("images/coffee.png");
+    let mut args = vec!["ask", s(&image), prompt, "--json", s(&answer_json)];
+    args.extend(provider);
+    let out = som(&args, &[("OPENAI_API_KEY", KEY)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = std::fs::read_to_string(&answer_json).unwrap();
+
+    let server = Server::start(&provider, &[("OPENAI_API_KEY", KEY)]);
+    let http = client();
+    let coffee = std::fs::read(&image).unwrap();
+    let mut seen = Vec::new(); // every response: status, headers and body
+    let mut record = |r: reqwest::blocking::Response| -> (u16, String) {
+        let status = r.status().as_u16();
+        let headers = format!("{:?}", r.headers());
+        let body = r.text().unwrap();
+        seen.push(format!("{status} {headers} {body}"));
+        (status, body)
+    };
+
+    let (status, got) = record(
+        http.post(format!("{}/api/ask", server.url))
+            .multipart(form(&coffee, "coffee.png", &[("prompt", prompt)]))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{got}");
+    assert!(
+        got == want,
+        "/api/ask differs from som ask --json:\n{got}\n---\n{want}"
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[1].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str()),
+        "the server sends the key to the provider"
+    );
+
+    // The provider refuses and echoes the key: a 502 that names the provider's error, without the key.
+    let (status, body) = record(
+        http.post(format!("{}/api/ask", server.url))
+            .multipart(form(&coffee, "coffee.png", &[("prompt", prompt)]))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 502, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("http 401"), "{message}");
+    assert!(message.contains("Incorrect API key provided"), "{message}");
+
+    for path in ["/", "/app.js", "/api/health"] {
+        let (status, _) = record(http.get(format!("{}{path}", server.url)).send().unwrap());
+        assert_eq!(status, 200, "{path}");
+    }
+    for response in &seen {
+        assert!(!response.contains(KEY), "a response shows the key: {response}");
+    }
+    let log = server.log();
+    assert!(log.contains("POST /api/ask 502"), "{log}");
+    assert!(!log.contains(KEY), "the log shows the key: {log}");
+}
+
 #[test]
 fn ask_takes_every_mark_style_option_of_mark() {
     // The same style flags through `som mark` and `som ask` give the same marked image

@@ -222,6 +222,9 @@ pub enum LmmError {
     /// A client configuration that cannot work.
     #[error("invalid client config: {0}")]
     Config(String),
+    /// A task that cannot be built from what was given (see [`crate::Task::from_name`]).
+    #[error("invalid task: {0}")]
+    Task(String),
 }
 
 impl LmmError {

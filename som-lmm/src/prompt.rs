@@ -20,6 +20,8 @@
 use serde::{Deserialize, Serialize};
 use som_core::{GroundingRequest, MarkedImage};
 
+use crate::error::LmmError;
+
 /// A Set-of-Mark task: what to ask about the marked image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Task {
@@ -55,6 +57,84 @@ pub enum Task {
         /// The text.
         text: String,
     },
+}
+
+impl Task {
+    /// The task names [`Task::from_name`] reads (`som ask --task`, the `task`
+    /// form field of `som serve`), in order; `raw` means no task: the prompt is
+    /// sent as it is, with no template and no system message.
+    pub const NAMES: [&'static str; 7] = [
+        "question",
+        "refer",
+        "label",
+        "ground",
+        "action",
+        "interleaved",
+        "raw",
+    ];
+
+    /// The task called `name` (one of [`Task::NAMES`]) for `prompt`: the
+    /// question, the referring expression, a comma-separated vocabulary
+    /// (`label`), the caption (`ground`, grounding `phrases`, or the whole
+    /// caption when there are none), the UI instruction, or text citing marks
+    /// (`interleaved`). `raw` is `None`: send the prompt as it is.
+    ///
+    /// # Errors
+    /// [`LmmError::Task`] for an unknown name, a `label` prompt with no
+    /// vocabulary, or `phrases` with a task other than `ground`.
+    ///
+    /// # Example
+    /// ```
+    /// use som_lmm::Task;
+    /// let task = Task::from_name("label", "cup, saucer, spoon", &[])?;
+    /// assert_eq!(task, Some(Task::Label { vocabulary: vec!["cup".into(), "saucer".into(), "spoon".into()] }));
+    /// assert_eq!(Task::from_name("raw", "Click the cup.", &[])?, None);
+    /// assert!(Task::from_name("poem", "…", &[]).is_err());
+    /// # Ok::<(), som_lmm::LmmError>(())
+    /// ```
+    pub fn from_name(name: &str, prompt: &str, phrases: &[String]) -> Result<Option<Task>, LmmError> {
+        let name = name.trim().to_ascii_lowercase();
+        if !phrases.is_empty() && name != "ground" {
+            return Err(LmmError::Task(format!(
+                "phrases only go with the ground task, not {name:?}"
+            )));
+        }
+        let p = prompt.to_string();
+        Ok(Some(match name.as_str() {
+            "question" => Task::Question { question: p },
+            "refer" => Task::Refer { expression: p },
+            "label" => {
+                let vocabulary: Vec<String> = p
+                    .split(',')
+                    .map(|w| w.trim().to_string())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                if vocabulary.is_empty() {
+                    return Err(LmmError::Task(
+                        "the label task needs a comma-separated vocabulary as the prompt".into(),
+                    ));
+                }
+                Task::Label { vocabulary }
+            }
+            "ground" => Task::Ground {
+                phrases: if phrases.is_empty() {
+                    vec![p.clone()]
+                } else {
+                    phrases.to_vec()
+                },
+                caption: p,
+            },
+            "action" => Task::Action { instruction: p },
+            "interleaved" => Task::Interleaved { text: p },
+            "raw" => return Ok(None),
+            other => {
+                return Err(LmmError::Task(format!(
+                    "unknown task {other:?} (expected one of {})",
+                    Task::NAMES.join(", ")
+                )))
+            }
+        }))
+    }
 }
 
 /// The prompt texts, one per task, plus the system message.
