@@ -259,7 +259,6 @@ pub fn parse_lines(answer: &str, marked: &MarkedImage) -> Vec<LineMarks> {
 
 /// `line` without the bracket groups (or bare labels) the tokens came from.
 fn strip_citations(line: &str, tokens: &[LabelToken]) -> String {
-    let bytes = line.as_bytes();
     let mut cut: Vec<Range<usize>> = Vec::new();
     for t in tokens {
         let (mut a, mut b) = (t.span.start.min(line.len()), t.span.end.min(line.len()));
@@ -273,9 +272,6 @@ fn strip_citations(line: &str, tokens: &[LabelToken]) -> String {
                     b = b + close + line[b + close..].chars().next().map_or(1, char::len_utf8);
                 }
             }
-        }
-        if a > 0 && bytes[a - 1] == b'#' {
-            a -= 1;
         }
         cut.push(a..b);
     }
@@ -1007,6 +1003,8 @@ mod tests {
             ("saucer (mark 5)", "saucer"),
             ("the lid is mark 6", "the lid is mark"),
             ("#7 => lid", "lid"),
+            // A label's span starts at its '#', after a keyword too.
+            ("the lid is mark #6", "the lid is mark"),
         ] {
             assert_eq!(strip_citations(line, &toks(line)), want, "{line:?}");
         }
