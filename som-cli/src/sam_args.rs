@@ -97,7 +97,7 @@ impl SamArgs {
                 };
                 Sam::load(path, model)?
             }
-            None => Sam::load_detect(path)?.0,
+            None => Sam::load_detect(path)?,
         };
         let options = SamSegmenterOptions {
             amg: AmgOptions {

@@ -102,6 +102,14 @@ impl PromptEncoder {
             .unsqueeze(0)
     }
 
+    /// The dense embedding of "no mask prompt" for one prompt, `(1, C, h, w)`.
+    pub(crate) fn no_mask_dense(&self) -> Tensor {
+        self.no_mask_embed.reshape([1, -1, 1, 1]).expand(
+            [1, -1, self.image_embedding_size.0, self.image_embedding_size.1],
+            false,
+        )
+    }
+
     fn embed_points(&self, points: &Tensor, labels: &Tensor, pad: bool) -> Tensor {
         let mut points = points + 0.5;
         let mut labels = labels.shallow_clone();
