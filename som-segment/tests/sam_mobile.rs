@@ -6,8 +6,8 @@ mod sam_support;
 
 use sam_support::*;
 use som_segment::sam::{
-    resize_longest_side, AmgOptions, AutomaticMaskGenerator, ImageEncoder, PointPrompt, Prompt, Sam, SamConfig,
-    SamError, SamModel, TinyViT, TinyVitConfig, Weights,
+    resize_longest_side, AmgOptions, AutomaticMaskGenerator, ImageEncoder, PointPrompt, Prompt, Sam,
+    SamConfig, SamError, SamModel, TinyViT, TinyVitConfig, Weights,
 };
 use tch::{Kind, Tensor};
 
@@ -146,17 +146,33 @@ fn automatic_mask_generator_records_match() {
         let name = case["name"].as_str().unwrap();
         let options: AmgOptions = serde_json::from_value(case["options"].clone()).unwrap();
         let want = case["records"].as_array().unwrap();
-        assert!(!want.is_empty(), "{name}: the fixture must exercise at least one mask");
+        assert!(
+            !want.is_empty(),
+            "{name}: the fixture must exercise at least one mask"
+        );
         let generator = AutomaticMaskGenerator::new(options).unwrap();
         let (records, timings) = generator.generate_timed(&sam, &img).unwrap();
-        assert_eq!(timings.exact_upscaling_crops, timings.crops, "{name}: exact upscaling");
-        assert_eq!(timings.shared_decoder_crops, timings.crops, "{name}: shared decoder");
+        assert_eq!(
+            timings.exact_upscaling_crops, timings.crops,
+            "{name}: exact upscaling"
+        );
+        assert_eq!(
+            timings.shared_decoder_crops, timings.crops,
+            "{name}: shared decoder"
+        );
         assert_eq!(records.len(), want.len(), "{name}: record count");
         for (i, (g, w)) in records.iter().zip(want).enumerate() {
             let w: som_segment::sam::AmgRecord = serde_json::from_value(w.clone()).unwrap();
             assert_eq!(g.segmentation, w.segmentation, "{name} #{i}: segmentation");
-            assert_eq!((g.area, g.bbox, g.crop_box), (w.area, w.bbox, w.crop_box), "{name} #{i}");
-            assert!((g.predicted_iou - w.predicted_iou).abs() <= 1e-5, "{name} #{i}: iou");
+            assert_eq!(
+                (g.area, g.bbox, g.crop_box),
+                (w.area, w.bbox, w.crop_box),
+                "{name} #{i}"
+            );
+            assert!(
+                (g.predicted_iou - w.predicted_iou).abs() <= 1e-5,
+                "{name} #{i}: iou"
+            );
             assert!(
                 (g.stability_score as f32).to_bits() == (w.stability_score as f32).to_bits()
                     || (g.stability_score.is_nan() && w.stability_score.is_nan()),
@@ -225,7 +241,11 @@ fn full_size_tiny_vit_matches() {
     let d = max_abs_diff(&sampled(&y, stride), &exp["full.sample"]);
     assert!(d <= TOL, "full-size features differ by {d}");
     let want = exp["full.abs_sum"].double_value(&[0]);
-    assert!((abs_sum(&y) - want).abs() <= 1e-6 * want, "abs sum {} vs {want}", abs_sum(&y));
+    assert!(
+        (abs_sum(&y) - want).abs() <= 1e-6 * want,
+        "abs sum {} vs {want}",
+        abs_sum(&y)
+    );
 }
 
 #[test]
@@ -245,7 +265,10 @@ fn the_model_is_detected_from_the_checkpoint() {
         other => panic!("{other:?}"),
     }
     assert_eq!(SamConfig::infer(&weights).unwrap(), want);
-    assert_eq!(SamModel::VitT.config().image_encoder.tiny_vit(), Some(&TinyVitConfig::mobile_sam()));
+    assert_eq!(
+        SamModel::VitT.config().image_encoder.tiny_vit(),
+        Some(&TinyVitConfig::mobile_sam())
+    );
     assert_eq!("vit_t".parse::<SamModel>().unwrap(), SamModel::VitT);
 }
 
@@ -287,7 +310,9 @@ fn a_checkpoint_of_the_other_family_is_a_model_mismatch() {
     )])
     .unwrap();
     match Sam::from_weights_of(&vit_b, SamModel::VitT) {
-        Err(SamError::ModelMismatch { requested, found }) => assert_eq!((requested, found), ("vit_t", "vit_b")),
+        Err(SamError::ModelMismatch { requested, found }) => {
+            assert_eq!((requested, found), ("vit_t", "vit_b"))
+        }
         other => panic!("expected a model mismatch, got {other:?}"),
     }
     // The tiny ViT fixture is no official size: the first missing parameter is the error.
