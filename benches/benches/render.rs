@@ -12,8 +12,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use som_benches::{background, load_set};
+use som_core::io::encode_png;
 use som_core::{BBox, LabelMeasure, Mark, MarkRenderer, Segmentation};
-use som_marks::render::{encode_png, Draw, RenderConfig, Renderer};
+use som_marks::render::{Draw, RenderConfig, Renderer};
 
 const SET: &str = "synth_1024x768_n200";
 
@@ -24,11 +25,11 @@ fn marks_at_centres(seg: &Segmentation, labels: &dyn LabelMeasure) -> Vec<Mark> 
         .iter()
         .enumerate()
         .map(|(rank, &i)| {
-            let c = seg.regions[i].bbox.center();
+            let c = seg.regions()[i].bbox.center();
             let text = (rank + 1).to_string();
-            let (w, h) = labels.label_size(&text, seg.size, 1.0);
-            let x = c.x.saturating_sub(w / 2).min(seg.size.width.saturating_sub(w));
-            let y = c.y.saturating_sub(h / 2).min(seg.size.height.saturating_sub(h));
+            let (w, h) = labels.label_size(&text, seg.size(), 1.0);
+            let x = c.x.saturating_sub(w / 2).min(seg.size().width.saturating_sub(w));
+            let y = c.y.saturating_sub(h / 2).min(seg.size().height.saturating_sub(h));
             Mark::new(rank as u32 + 1, text, c, i, BBox::new(x, y, w, h))
         })
         .collect()

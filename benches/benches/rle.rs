@@ -7,9 +7,9 @@ use som_core::{Mask, Rle};
 
 fn rle(c: &mut Criterion) {
     let seg = load_set("synth_1024x768_n200").expect("fixture");
-    let masks: Vec<Mask> = seg.regions.iter().filter_map(|r| r.mask.clone()).collect();
+    let masks: Vec<Mask> = seg.regions().iter().filter_map(|r| r.mask.clone()).collect();
     let strings = load_rle_strings("synth_1024x768_n200").expect("fixture");
-    let size = seg.size;
+    let size = seg.size();
     let mut g = c.benchmark_group("rle/synth_1024x768_n200");
     g.bench_function("encode_200_masks_to_strings", |b| {
         b.iter(|| {

@@ -41,13 +41,13 @@ pub fn background(name: &str, seg: &Segmentation) -> anyhow::Result<image::RgbIm
         None => "coffee.png".to_string(),
     };
     let img = som_core::io::load_image(&fixtures_dir().join("images").join(photo))?.to_rgb8();
-    if img.dimensions() == (seg.size.width, seg.size.height) {
+    if img.dimensions() == (seg.size().width, seg.size().height) {
         return Ok(img);
     }
     Ok(image::imageops::resize(
         &img,
-        seg.size.width,
-        seg.size.height,
+        seg.size().width,
+        seg.size().height,
         image::imageops::FilterType::Triangle,
     ))
 }

@@ -69,18 +69,18 @@ fn main() -> anyhow::Result<()> {
     }
 
     let png = out_dir.join("compose.marked.png");
-    marked.image.save(&png)?;
+    marked.image().save(&png)?;
     let info = ImageInfo::new(image.width(), image.height());
     std::fs::write(
         out_dir.join("compose.marks.json"),
-        write_marks(&info, &marked.segmentation, &marked.marks),
+        write_marks(&info, marked.segmentation(), marked.marks()),
     )?;
 
     // Resolve a mark the way a model's answer would name it.
     let region = marked.region_by_text("c").context("mark c exists")?;
     println!(
         "{} marks -> {}; mark c is region {} at {:?}",
-        marked.marks.len(),
+        marked.marks().len(),
         png.display(),
         region.id,
         region.bbox

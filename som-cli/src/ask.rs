@@ -1,9 +1,10 @@
 //! `som ask`: mark an image and ask a multimodal model about it.
 //!
-//! Segment (or read `--regions`), allocate and render the marks, send the
-//! marked image with the prompt to the provider, print the answer with the
-//! regions its marks name, and optionally write the marked image (`-o`) and
-//! the answer JSON (`--json`):
+//! Segment (or read `--regions`), allocate and render the marks through the
+//! same pipeline and mark-style options as `som mark`, send the marked image
+//! with the prompt to the provider, print the answer with the regions its
+//! marks name, and optionally write the marked image (`-o`) and the answer
+//! JSON (`--json`, written by `som_core::json::write_answer`):
 //!
 //! ```json
 //! {"provider": "openai", "model": "gpt-4.1", "task": "question", "prompt": "…",
@@ -11,51 +12,25 @@
 //!  "image": {"width": 600, "height": 400, "file_name": "coffee.png"},
 //!  "sent_size": [600, 400],
 //!  "marks": [{"id": 3, "text": "3", "x": 120, "y": 88, "label_box": [x, y, w, h],
+//!             "placement": "inside", "distance": 14.2,
 //!             "region": <region object of the regions JSON>}],
 //!  "unknown": ["42"],
 //!  "usage": {"input_tokens": 812, "output_tokens": 9, "total_tokens": 821}}
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
-use som_core::json::{region_to_value, ImageInfo};
-use som_core::{
-    GroundingAnswer, ImageSize, LabelScheme, MarkAllocator, MarkRenderer, MarkedImage, StageTiming,
-};
-use som_lmm::{BlockingClient, ClientConfig, LmmError, PromptTemplates, Provider, RetryPolicy, Task};
-use som_marks::{Allocator, AllocatorConfig, Draw, RenderConfig, Renderer};
+use som_core::io::{write_file, OutputFormat};
+use som_core::json::{write_answer, AnswerMeta};
+use som_core::{GroundingAnswer, MarkedImage};
+use som_lmm::{BlockingClient, PromptTemplates, Task};
 
-use crate::io::{encode_image, write_file};
-use crate::mark::Labels;
+use crate::provider_args::{key_hint, ProviderArgs};
 use crate::seg_args::SegmenterArgs;
-
-/// Providers `--provider` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderArg {
-    /// OpenAI Chat Completions, or any compatible server with --base-url (vLLM, Ollama /v1, LM Studio).
-    Openai,
-    /// Anthropic Messages.
-    Anthropic,
-    /// Google Gemini.
-    Gemini,
-    /// Ollama's native /api/chat.
-    Ollama,
-}
-
-impl From<ProviderArg> for Provider {
-    fn from(p: ProviderArg) -> Self {
-        match p {
-            ProviderArg::Openai => Provider::OpenAi,
-            ProviderArg::Anthropic => Provider::Anthropic,
-            ProviderArg::Gemini => Provider::Gemini,
-            ProviderArg::Ollama => Provider::Ollama,
-        }
-    }
-}
+use crate::stages::{timed, Stages};
+use crate::style_args::MarkStyleArgs;
 
 /// What the prompt is, which picks the prompt template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,15 +58,8 @@ pub struct AskArgs {
     pub image: PathBuf,
     /// The question (or expression, vocabulary, caption, instruction: see --task).
     pub prompt: String,
-    /// The model provider.
-    #[arg(long, value_enum, default_value_t = ProviderArg::Openai)]
-    pub provider: ProviderArg,
-    /// The model (default: the provider's usual vision model).
-    #[arg(long, value_name = "M")]
-    pub model: Option<String>,
-    /// The endpoint root, e.g. http://localhost:8000/v1 for vLLM or http://localhost:11434/v1 for Ollama.
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
     /// What the prompt is; picks the prompt template.
     #[arg(long, value_enum, default_value_t = TaskArg::Question)]
     pub task: TaskArg,
@@ -109,27 +77,8 @@ pub struct AskArgs {
     pub json: Option<PathBuf>,
     #[command(flatten)]
     pub segmenter: SegmenterArgs,
-    /// Mark texts.
-    #[arg(long, value_enum, default_value_t = Labels::Number)]
-    pub labels: Labels,
-    /// What to draw: any of mark, mask, contour, box, comma-separated.
-    #[arg(long, value_name = "LIST", default_value = "mark,mask,contour")]
-    pub draw: String,
-    /// Per-request timeout in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
-    pub timeout: f64,
-    /// Retries on rate limits, server errors, timeouts and connection errors.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub retries: u32,
-    /// Output token limit.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_tokens: u32,
-    /// Sampling temperature (default: the provider's).
-    #[arg(long, value_name = "T")]
-    pub temperature: Option<f32>,
-    /// Do not ask for structured (JSON schema) output; parse the plain text answer.
-    #[arg(long)]
-    pub no_structured: bool,
+    #[command(flatten)]
+    pub style: MarkStyleArgs,
     /// Print one JSON line per stage with its time to stderr (decode, segment, allocate, render, ask).
     #[arg(long)]
     pub timings: bool,
@@ -137,49 +86,10 @@ pub struct AskArgs {
 
 /// Runs `som ask`.
 pub fn run(args: AskArgs) -> anyhow::Result<()> {
-    // Everything that can fail without work comes first: options, key, templates.
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86_400.0) {
-        bail!(
-            "--timeout must be between 0 and 86400 seconds, got {}",
-            args.timeout
-        );
-    }
-    if let Some(t) = args.temperature {
-        if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
-            bail!("--temperature must be between 0 and 2, got {t}");
-        }
-    }
-    if args.max_tokens == 0 {
-        bail!("--max-tokens must be at least 1");
-    }
-    let draw: Draw = args.draw.parse().map_err(|e| anyhow::anyhow!("--draw: {e}"))?;
-    if let Some(out) = &args.output {
-        // Check the output extension before doing any work.
-        encode_image(&image::RgbImage::new(1, 1), out)?;
-    }
-    let provider = Provider::from(args.provider);
-    let model = args
-        .model
-        .clone()
-        .unwrap_or_else(|| provider.default_model().to_string());
-    let mut config = ClientConfig::new(provider, model.clone())
-        .with_timeout(Duration::from_secs_f64(args.timeout))
-        .with_retry(RetryPolicy {
-            max_retries: args.retries,
-            ..RetryPolicy::default()
-        })
-        .with_structured_output(!args.no_structured);
-    config.base_url = args.base_url.clone();
-    config.max_output_tokens = args.max_tokens;
-    config.temperature = args.temperature;
-    let client = match BlockingClient::new(config) {
-        Ok(c) => c,
-        Err(LmmError::MissingKey { provider, env }) => bail!(
-            "no API key for {provider}: set {env} in the environment \
-             (or point --base-url at a server that needs none)"
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    // Everything that can fail without work comes first: options, key, templates, output format.
+    let format = args.output.as_deref().map(OutputFormat::from_path).transpose()?;
+    let config = args.provider.config()?;
+    let client = key_hint(BlockingClient::new(config.clone()))?;
     let templates = match &args.templates {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -189,65 +99,58 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         None => PromptTemplates::default(),
     };
     let task = task_of(&args)?;
+    let stages = Stages::build(&args.segmenter, args.style.style(), args.timings)?;
 
     let mut timings = Vec::new();
-    let (image, t) = StageTiming::measure("decode", || som_core::io::load_image(&args.image));
-    timings.push(t);
-    let image = image?;
-    let size = ImageSize::new(image.width(), image.height());
-    let (segmentation, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
-    timings.push(t);
-    let (segmentation, sub_stages) = segmentation?;
-    timings.extend(sub_stages);
-    if segmentation.is_empty() {
-        bail!("no regions to mark in {}", args.image.display());
-    }
-    let labels = match args.labels {
-        Labels::Number => LabelScheme::Number { zero_based: false },
-        Labels::Letter => LabelScheme::Letter,
+    let marked = match stages.mark_file(&args.image, &mut timings) {
+        Ok(m) => m,
+        Err(e) => {
+            stages.report(&timings);
+            return Err(e);
+        }
     };
-    let allocator = Allocator::new(AllocatorConfig {
-        labels,
-        ..AllocatorConfig::default()
-    });
-    let renderer = Renderer::new(RenderConfig {
-        draw,
-        ..RenderConfig::default()
-    });
-    let (marks, t) = StageTiming::measure("allocate", || allocator.allocate(&segmentation, &renderer));
-    timings.push(t);
-    let marks = marks?;
-    let (rendered, t) = StageTiming::measure("render", || {
-        renderer.render(&image.to_rgb8(), &segmentation, &marks)
-    });
-    timings.push(t);
-    let rendered = rendered?;
-    let marked = MarkedImage::new(rendered, marks, segmentation)?;
-    if let Some(out) = &args.output {
-        write_file(out, &encode_image(&marked.image, out)?)?;
+    if marked.marked.marks().is_empty() {
+        stages.report(&timings);
+        bail!(
+            "{}: no regions to mark, so there is nothing to ask about (try another --segmenter or --regions)",
+            args.image.display()
+        );
+    }
+    if let (Some(out), Some(format)) = (&args.output, format) {
+        write_file(out, &format.encode(marked.marked.image())?)?;
     }
 
     let request = match &task {
-        Some(task) => templates.request(task, &marked),
-        None => som_core::GroundingRequest::new(&marked, args.prompt.clone()),
+        Some(task) => templates.request(task, &marked.marked),
+        None => som_core::GroundingRequest::new(&marked.marked, args.prompt.clone()),
     };
-    let (answer, t) = StageTiming::measure("ask", || client.ask(&request));
-    timings.push(t);
-    if args.timings {
-        for t in &timings {
-            eprintln!("{}", t.to_json_line());
-        }
-    }
+    let answer = timed(&mut timings, "ask", || client.ask(&request));
+    stages.report(&timings);
     let answer = answer?;
 
-    print_answer(&answer, &marked);
+    print_answer(&answer, &marked.marked);
     if let Some(path) = &args.json {
-        let info = image_info(&args.image, size);
-        let doc = answer_json(&args, provider, &model, &request.prompt, &answer, &marked, &info);
-        let text = serde_json::to_string_pretty(&doc).context("cannot encode the answer JSON")?;
-        write_file(path, format!("{text}\n").as_bytes())?;
+        let meta = AnswerMeta {
+            provider: config.provider.name().to_string(),
+            model: config.model.clone(),
+            task: args.task.name().to_string(),
+            prompt: request.prompt.clone(),
+        };
+        write_file(
+            path,
+            write_answer(&meta, &marked.info, &answer, &marked.marked).as_bytes(),
+        )?;
     }
     Ok(())
+}
+
+impl TaskArg {
+    /// The task's name as the answer JSON records it (the flag value).
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
 }
 
 fn task_of(args: &AskArgs) -> anyhow::Result<Option<Task>> {
@@ -293,7 +196,9 @@ fn print_answer(answer: &GroundingAnswer, marked: &MarkedImage) {
     } else {
         println!("\nmarks:");
         for m in &answer.marks {
-            let region = &marked.segmentation.regions[m.region];
+            let Some(region) = marked.segmentation().region(m.region) else {
+                continue;
+            };
             let b = region.bbox;
             let label = region
                 .label
@@ -324,68 +229,5 @@ fn print_answer(answer: &GroundingAnswer, marked: &MarkedImage) {
     }
     if let Some(u) = answer.usage {
         println!("tokens: {} in, {} out", u.input_tokens, u.output_tokens);
-    }
-}
-
-fn image_value(info: &ImageInfo) -> Value {
-    let mut v = json!({"width": info.width, "height": info.height});
-    if let Some(name) = &info.file_name {
-        v["file_name"] = json!(name);
-    }
-    v
-}
-
-fn answer_json(
-    args: &AskArgs,
-    provider: Provider,
-    model: &str,
-    prompt: &str,
-    answer: &GroundingAnswer,
-    marked: &MarkedImage,
-    info: &ImageInfo,
-) -> Value {
-    let size = marked.segmentation.size;
-    let marks: Vec<Value> = answer
-        .marks
-        .iter()
-        .filter_map(|r| marked.mark_by_id(r.id))
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "text": m.text,
-                "x": m.anchor.x,
-                "y": m.anchor.y,
-                "label_box": [m.label_box.x, m.label_box.y, m.label_box.width, m.label_box.height],
-                "region": region_to_value(&marked.segmentation.regions[m.region], size),
-            })
-        })
-        .collect();
-    json!({
-        "provider": provider.name(),
-        "model": model,
-        "answered_by": answer.model,
-        "task": format!("{:?}", args.task).to_lowercase(),
-        "prompt": prompt,
-        "text": answer.text,
-        "finish_reason": answer.finish_reason,
-        "refusal": answer.refusal,
-        "image": image_value(info),
-        "sent_size": answer.image_scale.map(|s| [s.sent.width, s.sent.height]),
-        "marks": marks,
-        "unknown": answer.unknown,
-        "usage": answer.usage.map(|u| json!({
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "total_tokens": u.total(),
-        })),
-    })
-}
-
-/// The `image` object for the input file.
-fn image_info(path: &Path, size: ImageSize) -> ImageInfo {
-    let info = ImageInfo::new(size.width, size.height);
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some(name) => info.with_file_name(name),
-        None => info,
     }
 }

@@ -1,56 +1,9 @@
-//! Reading and writing files with errors that name the file.
+//! Finding the input images of a command and naming its outputs. Reading,
+//! decoding, encoding and writing are `som_core::io`'s.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use image::{DynamicImage, RgbImage};
-use som_core::json::ImageInfo;
-use som_core::ImageSize;
-
-/// Decodes an image file (PNG or JPEG) with the library's size limits.
-pub fn load_image(path: &Path) -> anyhow::Result<DynamicImage> {
-    Ok(som_core::io::load_image(path)?)
-}
-
-/// The `image` object for an input file.
-pub fn image_info(path: &Path, size: ImageSize) -> ImageInfo {
-    let info = ImageInfo::new(size.width, size.height);
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some(name) => info.with_file_name(name),
-        None => info,
-    }
-}
-
-/// Writes `bytes` to `path`, creating parent folders.
-pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create folder {}", parent.display()))?;
-    }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Encodes an image as PNG or JPEG by the output path's extension.
-pub fn encode_image(image: &RgbImage, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    let format = match ext.as_str() {
-        "png" => image::ImageFormat::Png,
-        "jpg" | "jpeg" => image::ImageFormat::Jpeg,
-        other => anyhow::bail!(
-            "cannot write {}: unknown image extension {other:?} (use .png, .jpg or .jpeg)",
-            path.display()
-        ),
-    };
-    let mut out = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut out), format)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
-    Ok(out)
-}
 
 /// `dir/<stem><suffix>` for an input image path.
 pub fn derived_path(input: &Path, dir: Option<&Path>, suffix: &str) -> PathBuf {

@@ -8,9 +8,13 @@
 mod ask;
 mod io;
 mod mark;
+mod model_args;
+mod provider_args;
 mod sam_args;
 mod seg_args;
 mod segment;
+mod stages;
+mod style_args;
 
 use std::process::ExitCode;
 
@@ -35,7 +39,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let result = match cli.command {
         Command::Mark(args) => mark::run(args),
         Command::Segment(args) => segment::run(args),
@@ -44,10 +51,35 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes, joined.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("som: error: {msg}");
+            // One line: the error and its causes, each said once.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("som: error: {}", som_core::ErrorChain(e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error is one
+/// line on stderr, like every other error, with exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("som: error: {first} (see som --help)");
+    ExitCode::from(2)
 }

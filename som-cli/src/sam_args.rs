@@ -3,11 +3,13 @@
 //! The generator options keep `segment_anything`'s names and defaults
 //! (`--points-per-side 32`, `--pred-iou-thresh 0.88`, …). The model size is read from the
 //! checkpoint unless `--sam-model` names it (`--model` already names the LMM of `som ask`).
-
-use std::path::PathBuf;
+//! The checkpoint, threads and progress options are shared with the other torch
+//! segmenters ([`crate::model_args::ModelArgs`]).
 
 use clap::{Args, ValueEnum};
 use som_core::Segmenter;
+
+use crate::model_args::ModelArgs;
 
 /// Official SAM model sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,9 +29,6 @@ pub enum SamModelArg {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "SAM (--segmenter sam, needs the torch feature)")]
 pub struct SamArgs {
-    /// SAM checkpoint: an official .pth (e.g. sam_vit_b_01ec64.pth) or a safetensors copy.
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
     /// Model size of the checkpoint (default: recognised from the checkpoint).
     #[arg(long, value_enum, value_name = "MODEL")]
     pub sam_model: Option<SamModelArg>,
@@ -66,12 +65,6 @@ pub struct SamArgs {
     /// Fill holes and remove islands smaller than this many pixels (0: off).
     #[arg(long, value_name = "PIXELS", default_value_t = 0)]
     pub min_mask_region_area: u64,
-    /// No SAM progress on stderr.
-    #[arg(long)]
-    pub quiet: bool,
-    /// LibTorch threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub sam_threads: Option<i32>,
 }
 
 impl SamArgs {
@@ -80,11 +73,11 @@ impl SamArgs {
     /// # Errors
     /// No `--checkpoint`, a bad checkpoint or option, or a build without `torch`.
     #[cfg(feature = "torch")]
-    pub fn build(&self) -> anyhow::Result<Box<dyn Segmenter>> {
+    pub fn build(&self, model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter>> {
         use anyhow::Context;
         use som_segment::sam::{AmgOptions, Sam, SamModel, SamSegmenter, SamSegmenterOptions};
 
-        let path = self
+        let path = model
             .checkpoint
             .as_ref()
             .context("--segmenter sam needs --checkpoint PATH")?;
@@ -113,8 +106,8 @@ impl SamArgs {
                 crop_n_points_downscale_factor: self.crop_n_points_downscale_factor,
                 min_mask_region_area: self.min_mask_region_area,
             },
-            quiet: self.quiet,
-            num_threads: self.sam_threads,
+            quiet: model.quiet,
+            num_threads: model.threads,
         };
         Ok(Box::new(SamSegmenter::new(sam, options)?))
     }
@@ -124,7 +117,7 @@ impl SamArgs {
     /// # Errors
     /// Always: this build has no LibTorch.
     #[cfg(not(feature = "torch"))]
-    pub fn build(&self) -> anyhow::Result<Box<dyn Segmenter>> {
+    pub fn build(&self, _model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter>> {
         anyhow::bail!(
             "this som was built without SAM; rebuild with `--features torch` (LibTorch 2.13: tools/setup-libtorch.sh)"
         )

@@ -4,19 +4,25 @@
 //! post-processing). `--regions FILE` reads precomputed regions instead (the
 //! kind is picked from the path: a folder of PNG masks, a `.png` label map,
 //! or a regions / COCO / SAM AMG JSON), `--boxes FILE` box-only regions.
-//! New segmenters (SAM, TorchScript) add a [`SegmenterKind`] variant and
-//! their options here, and a branch in [`SegmenterArgs::build`].
+//! New segmenters add a [`SegmenterKind`] variant, their options in a file of
+//! their own (as `sam_args.rs`), and a branch in [`SegmenterArgs::build`];
+//! segmenters with weights share [`ModelArgs`].
+//!
+//! [`SegmenterArgs::build`] is called once per command: a segmenter that loads
+//! weights loads them once, however many images follow.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use som_core::json::ImageSelector;
-use som_core::Segmenter;
+use som_core::{Segmenter, StageTiming};
 use som_segment::{
     BoxFormat, BoxOptions, Boxes, Classic, ClassicParams, Felzenszwalb, FelzenszwalbParams, LabelMapOptions,
     Precomputed, RegionSource,
 };
+
+use crate::model_args::ModelArgs;
 
 /// The segmenters `--segmenter` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,9 +94,21 @@ pub struct SegmenterArgs {
     /// classic: segment images larger than this (longer side, pixels) at this size; 0: native size.
     #[arg(long, value_name = "PX", default_value_t = 1024)]
     pub max_side: u32,
+    /// Options of every segmenter with weights (`--checkpoint`, `--threads`, `--quiet`).
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// SAM options (`--segmenter sam`).
     #[command(flatten)]
     pub sam: crate::sam_args::SamArgs,
+}
+
+/// A segmenter built from the options, and how long loading its model took
+/// (`None` for segmenters without weights).
+pub struct BuiltSegmenter {
+    /// The segmenter.
+    pub segmenter: Box<dyn Segmenter>,
+    /// The `load_model` stage, for segmenters that load weights.
+    pub load_model: Option<StageTiming>,
 }
 
 impl SegmenterArgs {
@@ -111,14 +129,24 @@ impl SegmenterArgs {
                 bail!("--segmenter regions needs --regions FILE")
             }
             SegmenterKind::Boxes if self.boxes.is_none() => bail!("--segmenter boxes needs --boxes FILE"),
+            SegmenterKind::Classic
+            | SegmenterKind::Felzenszwalb
+            | SegmenterKind::Regions
+            | SegmenterKind::Boxes
+                if self.model.first_given().is_some() =>
+            {
+                bail!(
+                    "{} is for segmenters with weights (--segmenter sam); --segmenter {} has none",
+                    self.model.first_given().unwrap_or_default(),
+                    kind_name(kind)
+                )
+            }
             SegmenterKind::Classic | SegmenterKind::Felzenszwalb | SegmenterKind::Sam
                 if self.regions.is_some() || self.boxes.is_some() =>
             {
                 bail!(
                     "--segmenter {} computes regions itself; drop --regions / --boxes",
-                    kind.to_possible_value()
-                        .map(|v| v.get_name().to_string())
-                        .unwrap_or_default()
+                    kind_name(kind)
                 )
             }
             _ => Ok(kind),
@@ -133,13 +161,15 @@ impl SegmenterArgs {
         }
     }
 
-    /// Builds the chosen segmenter; with no options, `classic`.
+    /// Builds the chosen segmenter (with no options, `classic`), loading its
+    /// model if it has one, timed as the `load_model` stage.
     ///
     /// # Errors
-    /// Contradictory options or out-of-range parameters, with the flag named.
-    pub fn build(&self) -> anyhow::Result<Box<dyn Segmenter>> {
+    /// Contradictory options, out-of-range parameters or an unusable
+    /// checkpoint, with the flag or file named.
+    pub fn build(&self) -> anyhow::Result<BuiltSegmenter> {
         let felz = self.felzenszwalb_params();
-        Ok(match self.kind()? {
+        let segmenter: Box<dyn Segmenter> = match self.kind()? {
             SegmenterKind::Classic => {
                 let params = ClassicParams {
                     felzenszwalb: felz,
@@ -196,23 +226,23 @@ impl SegmenterArgs {
                     },
                 ))
             }
-            SegmenterKind::Sam => self.sam.build()?,
+            SegmenterKind::Sam => {
+                let (segmenter, t) = StageTiming::measure("load_model", || self.sam.build(&self.model));
+                return Ok(BuiltSegmenter {
+                    segmenter: segmenter?,
+                    load_model: Some(t),
+                });
+            }
+        };
+        Ok(BuiltSegmenter {
+            segmenter,
+            load_model: None,
         })
     }
+}
 
-    /// Segments `image` with the chosen segmenter, returning the segmenter's
-    /// own sub-stage timings too (SAM's encoder, decoder, post-processing).
-    ///
-    /// # Errors
-    /// Bad options, or the segmenter's error (naming the file for precomputed regions).
-    pub fn segment(
-        &self,
-        image: &image::DynamicImage,
-    ) -> anyhow::Result<(som_core::Segmentation, Vec<som_core::StageTiming>)> {
-        let segmenter = self.build()?;
-        let seg = segmenter
-            .segment_timed(image)
-            .with_context(|| format!("{} segmenter", segmenter.name()))?;
-        Ok(seg)
-    }
+fn kind_name(kind: SegmenterKind) -> String {
+    kind.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }

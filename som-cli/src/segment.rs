@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use som_core::json::{write_regions, ImageInfo};
-use som_core::{ImageSize, StageTiming};
+use som_core::io::write_file;
+use som_core::json::write_regions;
+use som_marks::MarkStyle;
 
 use crate::seg_args::SegmenterArgs;
+use crate::stages::{timed, Stages};
 
 /// Arguments of `som segment`.
 #[derive(Debug, Args)]
@@ -26,33 +27,18 @@ pub struct SegmentArgs {
 
 /// Runs `som segment`.
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
-    // Check the options before decoding anything.
-    args.segmenter.build()?;
+    // The segmenter is built (and checked) once, before anything is decoded.
+    let stages = Stages::build(&args.segmenter, MarkStyle::default(), args.timings)?;
     let mut timings = Vec::new();
-    let (image, t) = StageTiming::measure("decode", || som_core::io::load_image(&args.image));
-    timings.push(t);
-    let image = image?;
-    let size = ImageSize::new(image.width(), image.height());
-    let (seg, t) = StageTiming::measure("segment", || args.segmenter.segment(&image));
-    timings.push(t);
-    let (seg, sub_stages) = seg.with_context(|| format!("{}", args.image.display()))?;
-    timings.extend(sub_stages);
-    let mut info = ImageInfo::new(size.width, size.height);
-    if let Some(name) = args.image.file_name().and_then(|n| n.to_str()) {
-        info = info.with_file_name(name);
-    }
-    let (text, t) = StageTiming::measure("encode", || write_regions(&info, &seg));
-    timings.push(t);
-    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create folder {}", parent.display()))?;
-    }
-    std::fs::write(&args.output, text.as_bytes())
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    if args.timings {
-        for t in &timings {
-            eprintln!("{}", t.to_json_line());
-        }
-    }
-    Ok(())
+    let result = stages
+        .segment_file(&args.image, &mut timings)
+        .and_then(|(seg, info)| {
+            let text = timed(&mut timings, "encode", || write_regions(&info, &seg));
+            timed(&mut timings, "write", || {
+                write_file(&args.output, text.as_bytes())
+            })?;
+            Ok(())
+        });
+    stages.report(&timings);
+    result
 }

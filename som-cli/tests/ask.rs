@@ -277,24 +277,33 @@ fn ask_reports_provider_errors_on_one_line() {
 
 #[test]
 fn ask_rejects_bad_options_before_any_work() {
-    for (args, needle) in [
-        (vec!["--timeout", "0"], "--timeout"),
-        (vec!["--temperature", "9"], "--temperature"),
-        (vec!["--phrase", "a cup"], "--phrase"),
+    // Exit status 1 for options the command checks, 2 for values the parser refuses.
+    for (args, needle, status) in [
+        (vec!["--timeout", "0"], "--timeout", 1),
+        (vec!["--temperature", "9"], "--temperature", 1),
+        (vec!["--phrase", "a cup"], "--phrase", 1),
         (
             vec!["--task", "label", "--base-url", "http://127.0.0.1:9"],
             "vocabulary",
+            1,
         ),
         (
             vec!["--draw", "sparkles", "--base-url", "http://127.0.0.1:9"],
             "--draw",
+            2,
+        ),
+        (
+            vec!["--alpha", "1.5", "--base-url", "http://127.0.0.1:9"],
+            "--alpha",
+            2,
         ),
     ] {
         let mut all = vec!["ask", "missing.png", " "];
         all.extend(args);
         let out = som(&all, &[("OPENAI_API_KEY", KEY)]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(status), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
         assert!(err.contains(needle), "{err} should mention {needle}");
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_fails, fixture, s, som, tmp};
+use common::{assert_fails, assert_usage_error, fixture, s, som, tmp};
 use serde_json::Value;
 
 const PHOTOS: &[(&str, &str)] = &[
@@ -213,10 +213,48 @@ fn five_thousand_regions_are_marked() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let marks: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(marks["marks"].as_array().unwrap().len(), 5000);
+    let marks = marks["marks"].as_array().unwrap();
+    assert_eq!(marks.len(), 5000);
     // No room for 5,000 labels apart: the overlaps must be flagged, not hidden.
+    // Every pair of intersecting label boxes is listed in both marks' `overlaps`.
+    let boxes: Vec<(u64, [u64; 4])> = marks
+        .iter()
+        .map(|m| {
+            let b: Vec<u64> = m["label_box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            (m["id"].as_u64().unwrap(), [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+        })
+        .collect();
+    let flagged = |m: &Value| -> Vec<u64> {
+        m.get("overlaps")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
+            .unwrap_or_default()
+    };
+    let mut pairs = 0usize;
+    for (i, (id_a, a)) in boxes.iter().enumerate() {
+        for (j, (id_b, b)) in boxes.iter().enumerate().skip(i + 1) {
+            if a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3] {
+                pairs += 1;
+                assert!(
+                    flagged(&marks[i]).contains(id_b),
+                    "marks {id_a} and {id_b} overlap unflagged"
+                );
+                assert!(
+                    flagged(&marks[j]).contains(id_a),
+                    "marks {id_b} and {id_a} overlap unflagged"
+                );
+            }
+        }
+    }
+    assert!(pairs > 0, "5,000 labels on 600x400 pixels cannot all stand apart");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("5000 marks"), "{stdout}");
+    assert!(stdout.contains("labels overlap"), "{stdout}");
 }
 
 #[test]
@@ -265,12 +303,20 @@ fn bad_inputs_give_one_line_errors() {
         ]),
         "garbage.png",
     );
-    // A PNG header that claims 100000 x 100000 pixels.
-    let mut huge = png[..33].to_vec();
-    huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    // A well-formed PNG header (valid IHDR checksum) that claims 100000 x 100000
+    // pixels: refused by the size limit, before any pixel is decoded.
     let huge_path = dir.join("huge.png");
-    std::fs::write(&huge_path, &huge).unwrap();
+    std::fs::write(&huge_path, png_header(100_000, 100_000)).unwrap();
+    let out = som(&[
+        "mark",
+        s(&huge_path),
+        "--regions",
+        s(&fixture("masks/felz_chelsea.json")),
+    ]);
+    assert_fails(&out, "huge.png");
+    assert_fails(&out, "100000x100000 pixels, more than the 16384 px a side");
+    // Just inside the limit on one side, beyond it on the other.
+    std::fs::write(&huge_path, png_header(16_384, 16_385)).unwrap();
     assert_fails(
         &som(&[
             "mark",
@@ -278,7 +324,7 @@ fn bad_inputs_give_one_line_errors() {
             "--regions",
             s(&fixture("masks/felz_chelsea.json")),
         ]),
-        "huge.png",
+        "16384x16385",
     );
     assert_fails(
         &som(&[
@@ -289,7 +335,7 @@ fn bad_inputs_give_one_line_errors() {
         ]),
         "nope.json",
     );
-    assert_fails(
+    assert_usage_error(
         &som(&[
             "mark",
             s(&fixture("images/chelsea.png")),
@@ -300,7 +346,7 @@ fn bad_inputs_give_one_line_errors() {
         ]),
         "--alpha",
     );
-    assert_fails(
+    assert_usage_error(
         &som(&[
             "mark",
             s(&fixture("images/chelsea.png")),
@@ -367,4 +413,41 @@ fn marks_a_folder_of_images_into_an_output_folder() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     assert_fails(&som(&["mark", s(&empty), "--out-dir", s(&out_dir)]), "no .png");
+}
+
+/// An 8-bit RGB PNG that says it is `w` x `h`: signature, IHDR, the start of
+/// an IDAT (a zlib header) and IEND, every chunk with its CRC.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (&b"IHDR"[..], &ihdr[..]),
+        (b"IDAT", &[0x78, 0x9c]),
+        (b"IEND", &[]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+/// CRC-32 (ISO 3309, as PNG uses it).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

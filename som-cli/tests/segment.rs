@@ -36,8 +36,12 @@ fn classic_is_the_default_and_gives_8_to_80_regions() {
         assert_ok(&out);
         let seg = regions_of(&out_path);
         assert!((8..=80).contains(&seg.len()), "{photo}: {} regions", seg.len());
-        let total: u64 = seg.regions.iter().map(|r| r.area()).sum();
-        assert_eq!(total, seg.size.pixels(), "{photo}: regions do not tile the image");
+        let total: u64 = seg.regions().iter().map(|r| r.area()).sum();
+        assert_eq!(
+            total,
+            seg.size().pixels(),
+            "{photo}: regions do not tile the image"
+        );
     }
 }
 
@@ -141,7 +145,7 @@ fn regions_label_maps_folders_and_boxes() {
     assert_ok(&out);
     let seg = regions_of(&out_path);
     assert_eq!(
-        seg.regions.iter().map(|r| (r.id, r.area())).collect::<Vec<_>>(),
+        seg.regions().iter().map(|r| (r.id, r.area())).collect::<Vec<_>>(),
         vec![(1, 30_000), (2, 451 * 99)]
     );
     // Boxes, xywh, one clipped.
@@ -163,9 +167,9 @@ fn regions_label_maps_folders_and_boxes() {
     ]);
     assert_ok(&out);
     let seg = regions_of(&out_path);
-    assert_eq!(seg.regions[0].label.as_deref(), Some("ear"));
-    assert_eq!(seg.regions[1].bbox.to_xywh(), [400, 250, 51, 50]);
-    assert!(seg.regions.iter().all(|r| r.mask.is_none()));
+    assert_eq!(seg.regions()[0].label.as_deref(), Some("ear"));
+    assert_eq!(seg.regions()[1].bbox.to_xywh(), [400, 250, 51, 50]);
+    assert!(seg.regions().iter().all(|r| r.mask.is_none()));
 }
 
 #[test]

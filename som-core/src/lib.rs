@@ -53,9 +53,10 @@ mod pipeline;
 pub mod polygon;
 mod region;
 mod rle;
+mod timing;
 mod traits;
 
-pub use error::SomError;
+pub use error::{BoxError, ErrorChain, Result, SomError};
 pub use geometry::{BBox, ImageSize, Point};
 pub use grounding::{
     BoxFuture, ContentPart, GroundingAnswer, GroundingModel, GroundingRequest, ImageScale, MarkRef, Usage,
@@ -63,7 +64,8 @@ pub use grounding::{
 pub use mark::{LabelScheme, Mark, Placement};
 pub use marked::MarkedImage;
 pub use mask::Mask;
-pub use pipeline::{SomPipeline, StageTiming};
+pub use pipeline::SomPipeline;
 pub use region::{Region, Segmentation};
 pub use rle::Rle;
+pub use timing::StageTiming;
 pub use traits::{LabelMeasure, MarkAllocator, MarkRenderer, Segmenter};

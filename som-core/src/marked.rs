@@ -7,6 +7,10 @@ use crate::region::{Region, Segmentation};
 
 /// A rendered image together with its marks and the regions they name.
 ///
+/// Every mark names a region of the segmentation ([`MarkedImage::new`] checks
+/// it and the fields are private), so looking a mark's region up never fails
+/// for marks of this image.
+///
 /// # Example
 /// ```
 /// use image::RgbImage;
@@ -17,16 +21,16 @@ use crate::region::{Region, Segmentation};
 /// let marked = MarkedImage::new(RgbImage::new(8, 8), marks, seg)?;
 /// assert_eq!(marked.region_by_text("1").map(|r| r.id), Some(42));
 /// assert!(marked.mark_by_text("2").is_none());
+/// // A mark from elsewhere that names no region of this image gives `None`.
+/// let stranger = Mark::new(9, "9", Point::new(0, 0), 5, BBox::new(0, 0, 1, 1));
+/// assert!(marked.region_of(&stranger).is_none());
 /// # Ok::<(), som_core::SomError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MarkedImage {
-    /// The image with marks drawn on it.
-    pub image: RgbImage,
-    /// The marks, ordered by id.
-    pub marks: Vec<Mark>,
-    /// The regions the marks refer to.
-    pub segmentation: Segmentation,
+    image: RgbImage,
+    marks: Vec<Mark>,
+    segmentation: Segmentation,
 }
 
 impl MarkedImage {
@@ -40,7 +44,7 @@ impl MarkedImage {
         marks: Vec<Mark>,
         segmentation: Segmentation,
     ) -> Result<Self, crate::SomError> {
-        if let Some(m) = marks.iter().find(|m| m.region >= segmentation.regions.len()) {
+        if let Some(m) = marks.iter().find(|m| m.region >= segmentation.len()) {
             return Err(crate::SomError::Region {
                 id: m.region as u64,
                 message: format!("mark {} refers to a region that does not exist", m.text),
@@ -53,6 +57,26 @@ impl MarkedImage {
         })
     }
 
+    /// The image with marks drawn on it.
+    pub fn image(&self) -> &RgbImage {
+        &self.image
+    }
+
+    /// The marks, ordered by id.
+    pub fn marks(&self) -> &[Mark] {
+        &self.marks
+    }
+
+    /// The regions the marks refer to.
+    pub fn segmentation(&self) -> &Segmentation {
+        &self.segmentation
+    }
+
+    /// The image, marks and segmentation, giving up the bundle.
+    pub fn into_parts(self) -> (RgbImage, Vec<Mark>, Segmentation) {
+        (self.image, self.marks, self.segmentation)
+    }
+
     /// The mark whose text is `text` (case-insensitive for letters).
     pub fn mark_by_text(&self, text: &str) -> Option<&Mark> {
         self.marks.iter().find(|m| m.text.eq_ignore_ascii_case(text))
@@ -63,13 +87,14 @@ impl MarkedImage {
         self.marks.iter().find(|m| m.id == id)
     }
 
-    /// The region a mark names.
-    pub fn region_of(&self, mark: &Mark) -> &Region {
-        &self.segmentation.regions[mark.region]
+    /// The region a mark names; `None` only for a mark that is not of this
+    /// image and names a region index it does not have.
+    pub fn region_of(&self, mark: &Mark) -> Option<&Region> {
+        self.segmentation.region(mark.region)
     }
 
     /// The region named by the mark with text `text`.
     pub fn region_by_text(&self, text: &str) -> Option<&Region> {
-        self.mark_by_text(text).map(|m| self.region_of(m))
+        self.mark_by_text(text).and_then(|m| self.region_of(m))
     }
 }

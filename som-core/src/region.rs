@@ -95,6 +95,11 @@ impl Region {
 
 /// The regions of one image, in a fixed order.
 ///
+/// A `Segmentation` is always valid: every mask has the image's size, every
+/// box lies inside the image, and region ids are unique. Its fields are
+/// private, so every one was built by [`Segmentation::new`] (which checks) or
+/// [`Segmentation::empty`], and code that reads it needs no checks of its own.
+///
 /// ```
 /// use som_core::{BBox, ImageSize, Mask, Region, Segmentation};
 /// let size = ImageSize::new(10, 10);
@@ -106,36 +111,47 @@ impl Region {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segmentation {
-    /// Size of the segmented image.
-    pub size: ImageSize,
-    /// The regions.
-    pub regions: Vec<Region>,
+    size: ImageSize,
+    regions: Vec<Region>,
 }
 
 impl Segmentation {
-    /// A segmentation, checked with [`Segmentation::validate`].
-    ///
-    /// # Errors
-    /// See [`Segmentation::validate`].
-    pub fn new(size: ImageSize, regions: Vec<Region>) -> Result<Self, SomError> {
-        let seg = Self { size, regions };
-        seg.validate()?;
-        Ok(seg)
-    }
-
-    /// Checks that every mask has the image's size, every box lies inside the
-    /// image, and region ids are unique.
+    /// A segmentation of an image of `size`, after checking that every mask
+    /// has the image's size, every box lies inside the image, and region ids
+    /// are unique.
     ///
     /// # Errors
     /// [`SomError::MaskSize`] or [`SomError::Region`] naming the first offender.
-    pub fn validate(&self) -> Result<(), SomError> {
-        let full = self.size.full_box();
+    pub fn new(size: ImageSize, regions: Vec<Region>) -> Result<Self, SomError> {
+        Self::validate(size, &regions)?;
+        Ok(Self { size, regions })
+    }
+
+    /// A segmentation of an image of `size` with no regions (what a segmenter
+    /// returns when it finds nothing to mark).
+    ///
+    /// ```
+    /// use som_core::{ImageSize, Segmentation};
+    /// let seg = Segmentation::empty(ImageSize::new(4, 3));
+    /// assert!(seg.is_empty());
+    /// assert_eq!(seg.size(), ImageSize::new(4, 3));
+    /// ```
+    pub fn empty(size: ImageSize) -> Self {
+        Self {
+            size,
+            regions: Vec::new(),
+        }
+    }
+
+    /// Checks what [`Segmentation::new`] guarantees.
+    fn validate(size: ImageSize, regions: &[Region]) -> Result<(), SomError> {
+        let full = size.full_box();
         let mut ids = std::collections::BTreeSet::new();
-        for r in &self.regions {
+        for r in regions {
             if let Some(m) = &r.mask {
-                if m.size() != self.size {
+                if m.size() != size {
                     return Err(SomError::MaskSize {
-                        expected: self.size,
+                        expected: size,
                         found: format!("region {} with a {} mask", r.id, m.size()),
                     });
                 }
@@ -143,7 +159,7 @@ impl Segmentation {
             if !r.bbox.is_empty() && !full.contains_box(&r.bbox) {
                 return Err(SomError::Region {
                     id: r.id,
-                    message: format!("box {:?} lies outside the {} image", r.bbox.to_xywh(), self.size),
+                    message: format!("box {:?} lies outside the {size} image", r.bbox.to_xywh()),
                 });
             }
             if !ids.insert(r.id) {
@@ -154,6 +170,26 @@ impl Segmentation {
             }
         }
         Ok(())
+    }
+
+    /// Size of the segmented image.
+    pub fn size(&self) -> ImageSize {
+        self.size
+    }
+
+    /// The regions, in order.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The region at `index`, if there is one.
+    pub fn region(&self, index: usize) -> Option<&Region> {
+        self.regions.get(index)
+    }
+
+    /// The regions, giving up the segmentation.
+    pub fn into_regions(self) -> Vec<Region> {
+        self.regions
     }
 
     /// Number of regions.

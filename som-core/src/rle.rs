@@ -8,7 +8,6 @@
 
 use crate::error::SomError;
 use crate::geometry::{BBox, ImageSize};
-use crate::mask::Mask;
 
 /// A COCO run-length encoded mask.
 ///
@@ -178,39 +177,6 @@ impl Rle {
         }
         BBox::from_xyxy(x0 as u32, y0 as u32, x1 as u32, y1 as u32)
     }
-
-    /// Decodes into a [`Mask`].
-    pub fn to_mask(&self) -> Mask {
-        let bbox = self.bbox();
-        if bbox.is_empty() {
-            return Mask::empty(self.size);
-        }
-        let h = self.size.height as u64;
-        let bw = bbox.width as usize;
-        let mut crop = vec![0u8; bbox.area() as usize];
-        let mut pos = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
-            let c = c as u64;
-            if i % 2 == 1 {
-                // Split the run into column segments and fill each one.
-                let (mut p, mut left) = (pos, c);
-                while left > 0 {
-                    let (x, y) = (p / h, p % h);
-                    let len = left.min(h - y);
-                    let cx = (x - bbox.x as u64) as usize;
-                    let y0 = (y - bbox.y as u64) as usize;
-                    for cy in y0..y0 + len as usize {
-                        crop[cy * bw + cx] = 1;
-                    }
-                    p += len;
-                    left -= len;
-                }
-            }
-            pos += c;
-        }
-        // The box is tight and the crop has the right length by construction.
-        Mask::from_crop(self.size, bbox, &crop).unwrap_or_else(|_| Mask::empty(self.size))
-    }
 }
 
 fn check_size(size: ImageSize) -> Result<(), SomError> {
@@ -220,10 +186,4 @@ fn check_size(size: ImageSize) -> Result<(), SomError> {
         )));
     }
     Ok(())
-}
-
-impl From<&Mask> for Rle {
-    fn from(mask: &Mask) -> Self {
-        mask.to_rle()
-    }
 }

@@ -5,8 +5,8 @@ use image::{DynamicImage, RgbImage};
 use crate::error::SomError;
 use crate::geometry::ImageSize;
 use crate::mark::Mark;
-use crate::pipeline::StageTiming;
 use crate::region::Segmentation;
+use crate::timing::StageTiming;
 
 /// Splits an image into regions.
 ///
@@ -28,7 +28,7 @@ use crate::region::Segmentation;
 ///     }
 /// }
 /// let seg = Whole.segment(&DynamicImage::new_rgb8(4, 3))?;
-/// assert_eq!(seg.regions[0].bbox, BBox::new(0, 0, 4, 3));
+/// assert_eq!(seg.regions()[0].bbox, BBox::new(0, 0, 4, 3));
 /// # Ok::<(), SomError>(())
 /// ```
 pub trait Segmenter {

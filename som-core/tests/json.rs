@@ -70,15 +70,15 @@ fn reads_coco_annotation_files() {
     let (info, seg) = read_regions_with(doc, &opts).unwrap();
     assert_eq!(info.size(), ImageSize::new(6, 4));
     assert_eq!(seg.len(), 1);
-    assert_eq!(seg.regions[0].label.as_deref(), Some("cup"));
-    assert_eq!(seg.regions[0].source["iscrowd"], 0);
+    assert_eq!(seg.regions()[0].label.as_deref(), Some("cup"));
+    assert_eq!(seg.regions()[0].source["iscrowd"], 0);
     let opts = ReadOptions {
         image: Some(ImageSelector::Id(2)),
         ..Default::default()
     };
     let (_, seg) = read_regions_with(doc, &opts).unwrap();
-    assert_eq!(seg.regions[0].id, 11);
-    assert!(seg.regions[0].mask.is_none());
+    assert_eq!(seg.regions()[0].id, 11);
+    assert!(seg.regions()[0].mask.is_none());
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn reads_sam_records_and_keeps_their_metadata() {
                    "predicted_iou": 0.91, "stability_score": 0.97, "point_coords": [[0.5, 1.5]], "crop_box": [0, 0, 3, 2]}]"#;
     let (info, seg) = read_regions(doc).unwrap();
     assert_eq!(info.size(), ImageSize::new(3, 2));
-    let r = &seg.regions[0];
+    let r = &seg.regions()[0];
     assert_eq!(r.area(), 2);
     assert_eq!(r.bbox, BBox::new(0, 1, 1, 1).union(&BBox::new(1, 0, 1, 1)));
     assert_eq!(r.source["predicted_iou"], 0.91);
@@ -102,8 +102,8 @@ fn reads_binary_arrays_and_uncompressed_counts() {
         {"id": 1, "segmentation": [[0, 1, 1], [0, 0, 1]]},
         {"id": 2, "segmentation": {"size": [2, 3], "counts": [0, 6]}, "label": "all"}]}"#;
     let (_, seg) = read_regions(doc).unwrap();
-    assert_eq!(seg.regions[0].area(), 3);
-    assert_eq!(seg.regions[1].area(), 6);
+    assert_eq!(seg.regions()[0].area(), 3);
+    assert_eq!(seg.regions()[1].area(), 6);
 }
 
 #[test]
@@ -111,14 +111,14 @@ fn marks_json_carries_the_region() {
     let doc = r#"{"image": {"width": 4, "height": 4, "file_name": "x.png"}, "regions": [
         {"id": 3, "segmentation": {"size": [4, 4], "counts": [5, 2, 2, 2, 5]}, "score": 0.5}]}"#;
     let (info, seg) = read_regions(doc).unwrap();
-    let mut mark = Mark::new(1, "1", seg.regions[0].bbox.center(), 0, BBox::new(0, 0, 2, 2));
+    let mut mark = Mark::new(1, "1", seg.regions()[0].bbox.center(), 0, BBox::new(0, 0, 2, 2));
     mark.overlaps = vec![2];
     let text = write_marks(&info, &seg, &[mark]);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["image"]["file_name"], "x.png");
     assert_eq!(
         v["marks"][0]["region"]["segmentation"]["counts"],
-        seg.regions[0].mask.as_ref().unwrap().to_rle().to_compressed()
+        seg.regions()[0].mask.as_ref().unwrap().to_rle().to_compressed()
     );
     assert_eq!(v["marks"][0]["overlaps"][0], 2);
     assert_eq!(v["marks"][0]["label_box"], serde_json::json!([0, 0, 2, 2]));

@@ -37,7 +37,7 @@ fn rle_strings_are_byte_identical_to_pycocotools() {
         let (info, seg) = read_regions(&text).unwrap();
         let regions = doc["regions"].as_array().unwrap();
         assert_eq!(seg.len(), regions.len());
-        for (r, v) in seg.regions.iter().zip(regions) {
+        for (r, v) in seg.regions().iter().zip(regions) {
             let expected = v["segmentation"]["counts"].as_str().unwrap();
             let mask = r.mask.as_ref().unwrap();
             assert_eq!(mask.to_rle().to_compressed(), expected, "{set} region {}", r.id);
@@ -72,7 +72,7 @@ fn felzenszwalb_sets_partition_the_image() {
     // Each felz set is a label map: every pixel in exactly one mask.
     for set in SETS.iter().filter(|s| s.starts_with("felz")) {
         let (info, seg) = read_regions(&fixture(&format!("masks/{set}.json"))).unwrap();
-        let total: u64 = seg.regions.iter().map(|r| r.area()).sum();
+        let total: u64 = seg.regions().iter().map(|r| r.area()).sum();
         assert_eq!(total, info.size().pixels(), "{set}");
     }
 }

@@ -32,8 +32,8 @@ fn iou_matrix_equals_pycocotools() {
         })
         .collect();
     assert!(expected.len() > 4000);
-    for (i, d) in dt.regions.iter().enumerate() {
-        for (j, g) in gt.regions.iter().enumerate() {
+    for (i, d) in dt.regions().iter().enumerate() {
+        for (j, g) in gt.regions().iter().enumerate() {
             let ours = som_eval::mask_iou(d.mask.as_ref().unwrap(), g.mask.as_ref().unwrap()).unwrap();
             let theirs = expected.get(&(i, j)).copied().unwrap_or(0.0);
             assert!((ours - theirs).abs() < 1e-12, "({i}, {j}): {ours} vs {theirs}");

@@ -481,7 +481,7 @@ impl LmmClient {
                 ContentPart::Image(img) => Part::Image(prepare_image(img, &limits)?),
             });
         }
-        let marked = prepare_image(&request.marked.image, &limits)?;
+        let marked = prepare_image(request.marked.image(), &limits)?;
         let scale = marked.scale;
         parts.push(Part::Image(marked));
         parts.push(Part::Text(request.prompt.clone()));

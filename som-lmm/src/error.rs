@@ -242,8 +242,14 @@ impl LmmError {
     }
 }
 
+/// `Result` with [`LmmError`] as the default error.
+pub type Result<T, E = LmmError> = std::result::Result<T, E>;
+
+/// A client error reaches [`som_core::GroundingModel`] users as
+/// [`som_core::SomError::Grounding`] with the `LmmError` itself as its source,
+/// so its HTTP status and body stay readable.
 impl From<LmmError> for som_core::SomError {
     fn from(e: LmmError) -> Self {
-        som_core::SomError::Grounding(e.to_string())
+        som_core::SomError::grounding(e)
     }
 }

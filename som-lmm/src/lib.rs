@@ -69,7 +69,7 @@
 //!
 //! // Reading an answer needs no network at all.
 //! let parsed = som_lmm::parse_marks("It is [2]; [7] is not on the image.", &marked);
-//! assert_eq!(marked.segmentation.regions[parsed.marks[0].region].id, 11);
+//! assert_eq!(marked.segmentation().regions()[parsed.marks[0].region].id, 11);
 //! assert_eq!(parsed.unknown_labels(), ["7"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -91,7 +91,7 @@ mod secret;
 pub use client::{
     ground_all, total_usage, BlockingClient, ClientConfig, LmmClient, MaxTokensField, OpenAiAuth, Provider,
 };
-pub use error::{ApiError, LmmError};
+pub use error::{ApiError, LmmError, Result};
 pub use image::{prepare_image, EncodedImage, ImageLimits};
 pub use parse::{
     extract_labels, parse_lines, parse_marks, resolve, LabelKinds, LabelToken, LineMarks, ParsedMarks,

@@ -109,7 +109,7 @@ impl LabelKinds {
     /// The kinds of label the marks of `marked` use.
     pub fn of(marked: &MarkedImage) -> Self {
         let mut kinds = LabelKinds::default();
-        for m in &marked.marks {
+        for m in marked.marks() {
             if !m.text.is_empty() && m.text.bytes().all(|b| b.is_ascii_digit()) {
                 kinds.numbers = true;
             } else if !m.text.is_empty() && m.text.bytes().all(|b| b.is_ascii_alphabetic()) {

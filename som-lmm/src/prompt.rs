@@ -180,7 +180,7 @@ impl PromptTemplates {
 }
 
 fn mark_vars(marked: &MarkedImage) -> Vec<(&'static str, String)> {
-    let texts: Vec<&str> = marked.marks.iter().map(|m| m.text.as_str()).collect();
+    let texts: Vec<&str> = marked.marks().iter().map(|m| m.text.as_str()).collect();
     vec![
         ("marks", texts.join(", ")),
         ("count", texts.len().to_string()),

@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|m| {
                     serde_json::json!({
                         "id": m.id, "x": m.anchor.x, "y": m.anchor.y, "dist": m.distance,
-                        "mask_index": m.region, "area": seg.regions[m.region].area(),
+                        "mask_index": m.region, "area": seg.regions()[m.region].area(),
                     })
                 })
                 .collect();
@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
                             "set": set, "mode": mode.to_string(), "marks": marks.len(),
                             "flagged": flagged, "outside": outside,
                             "label_height": [heights.iter().min(), heights.iter().max()],
-                            "density": marks.iter().map(|m| m.label_box.area()).sum::<u64>() as f64 / seg.size.pixels() as f64,
+                            "density": marks.iter().map(|m| m.label_box.area()).sum::<u64>() as f64 / seg.size().pixels() as f64,
                         })
                     );
                 }

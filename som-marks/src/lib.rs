@@ -44,7 +44,7 @@
 //! let renderer = Renderer::default();
 //! let marks = Allocator::default().allocate(&seg, &renderer)?;
 //! assert_eq!(marks[0].text, "1"); // the larger region
-//! assert!(seg.regions[marks[0].region].mask.as_ref().unwrap().contains(marks[0].anchor));
+//! assert!(seg.regions()[marks[0].region].mask.as_ref().unwrap().contains(marks[0].anchor));
 //! let image = renderer.render(&image::RgbImage::new(200, 120), &seg, &marks)?;
 //! assert_eq!(image.dimensions(), (200, 120));
 //! # Ok::<(), som_core::SomError>(())
@@ -52,6 +52,10 @@
 #![deny(missing_docs)]
 
 pub mod allocate;
+mod error;
 pub mod render;
+pub mod style;
 pub use allocate::{AllocationMode, Allocator, AllocatorConfig};
+pub use error::{MarksError, Result};
 pub use render::{Draw, RenderConfig, Renderer};
+pub use style::{LabelKind, MarkStyle};

@@ -58,14 +58,14 @@ fn independent_anchors_have_maximal_distance_on_every_reference_set() {
             assert_eq!(m.id as usize, k + 1, "{name}: marks ordered by id");
             let i = m.region;
             assert_eq!(m.id, ids[i], "{name}: region {i} numbered like the reference");
-            let mask = seg.regions[i].mask.as_ref().expect("mask");
+            let mask = seg.regions()[i].mask.as_ref().expect("mask");
             assert!(
                 mask.contains(m.anchor),
                 "{name}: mark {} anchor {:?} outside its mask",
                 m.id,
                 m.anchor
             );
-            let d2 = brute_d2(mask, seg.size, m.anchor);
+            let d2 = brute_d2(mask, seg.size(), m.anchor);
             assert_eq!(
                 d2, max_d2[i],
                 "{name}: mark {} at {:?} is not at a maximum",
@@ -73,7 +73,7 @@ fn independent_anchors_have_maximal_distance_on_every_reference_set() {
             );
             assert_eq!(m.distance, (d2 as f64).sqrt(), "{name}: mark {} distance", m.id);
             assert!(
-                seg.size.full_box().contains_box(&m.label_box),
+                seg.size().full_box().contains_box(&m.label_box),
                 "{name}: label box in the image"
             );
         }

@@ -39,7 +39,7 @@ fn check_layout(name: &str, seg: &Segmentation, marks: &[Mark]) -> (usize, usize
             m.id
         );
         assert!(
-            seg.size.full_box().contains_box(&m.label_box),
+            seg.size().full_box().contains_box(&m.label_box),
             "{name}: mark {} label {:?} leaves the image",
             m.id,
             m.label_box
@@ -49,7 +49,7 @@ fn check_layout(name: &str, seg: &Segmentation, marks: &[Mark]) -> (usize, usize
             "{name}: mark {} overlaps must be flagged exactly",
             m.id
         );
-        let mask = seg.regions[m.region].mask.as_ref().expect("mask");
+        let mask = seg.regions()[m.region].mask.as_ref().expect("mask");
         if m.placement == Placement::Inside {
             assert!(
                 mask.contains(m.anchor),
@@ -58,7 +58,7 @@ fn check_layout(name: &str, seg: &Segmentation, marks: &[Mark]) -> (usize, usize
             );
             // Exclusive part: no smaller region (visited earlier) holds the anchor.
             for &j in &order[k + 1..] {
-                let other = seg.regions[j].mask.as_ref().expect("mask");
+                let other = seg.regions()[j].mask.as_ref().expect("mask");
                 assert!(
                     !other.contains(m.anchor),
                     "{name}: mark {} anchor lies on smaller region {j}",

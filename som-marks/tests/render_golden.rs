@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use image::{Rgb, RgbImage};
+use som_core::io::encode_png;
 use som_core::{BBox, ImageSize, LabelMeasure, Mark, MarkRenderer, Mask, Point, Region, Segmentation};
-use som_marks::render::{encode_png, Draw, RenderConfig, Renderer};
+use som_marks::render::{Draw, RenderConfig, Renderer};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,9 +84,9 @@ fn marks(r: &Renderer, seg: &Segmentation, anchors: &[Anchor], scale: f32) -> Ve
         .iter()
         .enumerate()
         .map(|(i, &(region, text, x, y))| {
-            let (w, h) = r.label_size(text, seg.size, scale);
-            let lx = x.saturating_sub(w / 2).min(seg.size.width.saturating_sub(w));
-            let ly = y.saturating_sub(h / 2).min(seg.size.height.saturating_sub(h));
+            let (w, h) = r.label_size(text, seg.size(), scale);
+            let lx = x.saturating_sub(w / 2).min(seg.size().width.saturating_sub(w));
+            let ly = y.saturating_sub(h / 2).min(seg.size().height.saturating_sub(h));
             Mark::new(
                 i as u32 + 1,
                 text,
@@ -223,7 +224,7 @@ fn photo_window_default_look() -> Result<()> {
     let size = ImageSize::new(ww, wh);
     let window = BBox::new(wx, wy, ww, wh);
     let regions: Vec<Region> = full
-        .regions
+        .regions()
         .iter()
         .filter(|r| r.bbox.intersects(&window))
         .filter_map(|r| {
@@ -242,7 +243,7 @@ fn photo_window_default_look() -> Result<()> {
         .take(12)
         .enumerate()
         .map(|(rank, i)| {
-            let c = seg.regions[i].bbox.center();
+            let c = seg.regions()[i].bbox.center();
             (i, (rank + 1).to_string(), c.x, c.y)
         })
         .collect();

@@ -79,7 +79,7 @@ fn scene() -> impl Strategy<Value = Scene> {
                 .map(|(i, s)| region(i as u64 + 1, size, s))
                 .collect();
             let n = regions.len();
-            let seg = Segmentation { size, regions };
+            let seg = Segmentation::new(size, regions).expect("generated regions are valid");
             let marks = if n == 0 {
                 Vec::new()
             } else {
@@ -156,18 +156,18 @@ proptest! {
     fn only_drawn_layers_change_pixels(s in scene(), d in draw(), lw in prop::option::of(0.3f32..6.0)) {
         let r = Renderer::new(RenderConfig { draw: d, line_width: lw, ..RenderConfig::default() });
         let out = r.render(&s.image, &s.seg, &s.marks).unwrap();
-        let size = s.seg.size;
+        let size = s.seg.size();
         let lw = r.config().line_width_for(size);
         let reach = (lw / 2.0).ceil() as i64 + 1;
         let t = lw.round().max(1.0) as u32;
-        let drawn: Vec<usize> = (0..s.seg.regions.len()).filter(|&i| region_colour(&s, i).is_some()).collect();
+        let drawn: Vec<usize> = (0..s.seg.regions().len()).filter(|&i| region_colour(&s, i).is_some()).collect();
         for (x, y, p) in out.enumerate_pixels() {
             if p == s.image.get_pixel(x, y) {
                 continue;
             }
             let pt = Point::new(x, y);
             let allowed = drawn.iter().any(|&i| {
-                let reg = &s.seg.regions[i];
+                let reg = &s.seg.regions()[i];
                 let in_mask = reg.mask.as_ref().is_some_and(|m| m.contains(pt));
                 let near = reg.mask.as_ref().is_some_and(|m| near_boundary(m, x, y, reach));
                 let b = reg.bbox.clip_to(size);
@@ -187,12 +187,12 @@ proptest! {
         let r = Renderer::new(RenderConfig { draw: "mask".parse().unwrap(), alpha, ..RenderConfig::default() });
         let out = r.render(&s.image, &s.seg, &s.marks).unwrap();
         let a = alpha_256(alpha);
-        let t = r.config().line_width_for(s.seg.size).round().max(1.0) as u32;
+        let t = r.config().line_width_for(s.seg.size()).round().max(1.0) as u32;
         for (x, y, p) in out.enumerate_pixels() {
             let pt = Point::new(x, y);
             // box-only regions have no tint; their outline is drawn instead (checked elsewhere)
-            let on_box_only = (0..s.seg.regions.len()).any(|i| {
-                let reg = &s.seg.regions[i];
+            let on_box_only = (0..s.seg.regions().len()).any(|i| {
+                let reg = &s.seg.regions()[i];
                 let b = reg.bbox;
                 reg.mask.is_none() && region_colour(&s, i).is_some() && b.contains(pt)
                     && (x < b.x + t || y < b.y + t || u64::from(x) + u64::from(t) >= b.right() || u64::from(y) + u64::from(t) >= b.bottom())
@@ -201,9 +201,9 @@ proptest! {
                 continue;
             }
             // the owner: the smallest drawn region with a mask covering the pixel; ties -> larger mark id
-            let owner = (0..s.seg.regions.len())
+            let owner = (0..s.seg.regions().len())
                 .filter_map(|i| {
-                    let reg = &s.seg.regions[i];
+                    let reg = &s.seg.regions()[i];
                     let c = s.marks.iter().filter(|m| m.region == i).map(|m| m.id).min()?;
                     reg.mask.as_ref().filter(|m| m.contains(pt)).map(|m| (m.area(), std::cmp::Reverse(c)))
                 })
@@ -253,28 +253,9 @@ fn two_overlapping_masks_give_the_single_tint_formula() {
 #[test]
 fn mismatched_sizes_are_errors_not_panics() {
     let size = ImageSize::new(8, 8);
-    let other = ImageSize::new(9, 8);
-    // a segmentation whose mask has another size (built without validation)
-    let seg = Segmentation {
-        size,
-        regions: vec![Region::from_mask(1, Mask::from_box(other, BBox::new(0, 0, 2, 2)))],
-    };
-    let marks = vec![Mark::new(1, "1", Point::new(0, 0), 0, BBox::new(0, 0, 4, 4))];
     let r = Renderer::default();
-    let e = r.render(&RgbImage::new(8, 8), &seg, &marks).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "mask size mismatch: expected 8x8, found region 1 with a 9x8 mask"
-    );
     let e = r
-        .render(
-            &RgbImage::new(9, 8),
-            &Segmentation {
-                size,
-                regions: vec![],
-            },
-            &[],
-        )
+        .render(&RgbImage::new(9, 8), &Segmentation::empty(size), &[])
         .unwrap_err();
     assert_eq!(
         e.to_string(),

@@ -86,10 +86,10 @@ const WHAT: &str = "boxes JSON";
 /// use som_segment::{parse_boxes, BoxOptions};
 /// let doc = r#"[{"xywh": [10, 10, 20, 5], "label": "Submit"}, [90, 40, 120, 60]]"#;
 /// let seg = parse_boxes(doc, ImageSize::new(100, 50), &BoxOptions::default())?;
-/// assert_eq!(seg.regions[0].bbox, BBox::new(10, 10, 20, 5));
-/// assert_eq!(seg.regions[0].label.as_deref(), Some("Submit"));
+/// assert_eq!(seg.regions()[0].bbox, BBox::new(10, 10, 20, 5));
+/// assert_eq!(seg.regions()[0].label.as_deref(), Some("Submit"));
 /// // The second box is clipped to the 100x50 image.
-/// assert_eq!(seg.regions[1].bbox, BBox::new(90, 40, 10, 10));
+/// assert_eq!(seg.regions()[1].bbox, BBox::new(90, 40, 10, 10));
 /// # Ok::<(), som_segment::SegmentError>(())
 /// ```
 pub fn parse_boxes(text: &str, size: ImageSize, options: &BoxOptions) -> Result<Segmentation, SegmentError> {
@@ -295,8 +295,8 @@ fn to_pixel_box(
 /// let path = std::env::temp_dir().join(format!("som-boxes-doc-{}.json", std::process::id()));
 /// std::fs::write(&path, "[[1, 1, 5, 4], [-3, 0, 2, 2]]")?;
 /// let seg = Boxes::new(&path, BoxOptions::default()).segment(&DynamicImage::new_rgb8(8, 6))?;
-/// assert_eq!(seg.regions.len(), 2);
-/// assert!(seg.regions.iter().all(|r| r.mask.is_none()));
+/// assert_eq!(seg.regions().len(), 2);
+/// assert!(seg.regions().iter().all(|r| r.mask.is_none()));
 /// # std::fs::remove_file(&path)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

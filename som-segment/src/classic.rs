@@ -177,8 +177,8 @@ impl ClassicParams {
 ///     }
 /// });
 /// let seg = Classic::default().segment(&DynamicImage::ImageRgb8(img))?;
-/// assert_eq!(seg.regions.len(), 4);
-/// assert!(seg.regions.iter().all(|r| r.area() == 32 * 32));
+/// assert_eq!(seg.regions().len(), 4);
+/// assert!(seg.regions().iter().all(|r| r.area() == 32 * 32));
 /// # Ok::<(), som_core::SomError>(())
 /// ```
 #[derive(Debug, Clone, Default)]

@@ -46,8 +46,18 @@ pub enum SegmentError {
         /// What is wrong, naming the offending value.
         message: String,
     },
+    /// A file whose content `som-core` refused (a regions JSON, a mask PNG); the
+    /// `SomError` is the source and says what is wrong.
+    #[error("{path}")]
+    InFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: SomError,
+    },
     /// A file or folder that cannot be read.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The path involved.
         path: String,
@@ -58,7 +68,14 @@ pub enum SegmentError {
     /// An error from `som-core` (RLE, regions JSON, masks).
     #[error(transparent)]
     Core(#[from] SomError),
+    /// An error of the SAM port (checkpoint, weights, prompts, LibTorch).
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    Sam(#[from] crate::sam::SamError),
 }
+
+/// `Result` with [`SegmentError`] as the default error.
+pub type Result<T, E = SegmentError> = std::result::Result<T, E>;
 
 impl SegmentError {
     /// Shorthand for [`SegmentError::Format`].
@@ -84,21 +101,17 @@ impl SegmentError {
     }
 }
 
+/// A segmenter's error reaches the pipeline as [`SomError::Segment`] with the
+/// segmenter's own error as its source: a `SegmentError`, or for SAM the
+/// [`crate::sam::SamError`] itself. Errors that already are `SomError`s (a
+/// malformed regions JSON) pass through unchanged.
 impl From<SegmentError> for SomError {
     fn from(e: SegmentError) -> Self {
         match e {
             SegmentError::Core(inner) => inner,
-            SegmentError::Io { path, source } => SomError::Io { path, source },
-            SegmentError::Size {
-                what,
-                expected,
-                found,
-            } => SomError::MaskSize {
-                expected,
-                found: format!("{what} of {found}"),
-            },
-            SegmentError::Image(m) => SomError::Image(m),
-            other => SomError::Segment(other.to_string()),
+            #[cfg(feature = "torch")]
+            SegmentError::Sam(inner) => SomError::segment(inner),
+            other => SomError::segment(other),
         }
     }
 }

@@ -678,7 +678,7 @@ fn felzenszwalb_planes(planes: &Planes, params: &FelzenszwalbParams) -> LabelMap
 /// use som_core::Segmenter;
 /// use som_segment::{Felzenszwalb, FelzenszwalbParams};
 /// let seg = Felzenszwalb::new(FelzenszwalbParams::REFERENCE).segment(&DynamicImage::new_rgb8(30, 20))?;
-/// assert_eq!(seg.regions.len(), 1);
+/// assert_eq!(seg.regions().len(), 1);
 /// # Ok::<(), som_core::SomError>(())
 /// ```
 #[derive(Debug, Clone, Default)]

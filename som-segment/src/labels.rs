@@ -19,8 +19,8 @@ use crate::error::SegmentError;
 /// assert_eq!(map.count(), 3);
 /// assert_eq!(map.areas(), vec![2, 2, 2]);
 /// let seg = map.to_segmentation()?;
-/// assert_eq!(seg.regions.len(), 3);
-/// assert_eq!(seg.regions[1].id, 2);
+/// assert_eq!(seg.regions().len(), 3);
+/// assert_eq!(seg.regions()[1].id, 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

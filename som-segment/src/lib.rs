@@ -46,7 +46,7 @@
 //! assert_eq!(labels.count(), 3);
 //! // The SoM default: regions ready for marks (the rim is a sliver and merges).
 //! let seg = Classic::default().segment(&img)?;
-//! assert_eq!(seg.regions.len(), 2);
+//! assert_eq!(seg.regions().len(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -60,7 +60,7 @@ mod precomputed;
 
 pub use boxes::{parse_boxes, parse_boxes_value, BoxFormat, BoxOptions, Boxes};
 pub use classic::{split_connected, Classic, ClassicParams};
-pub use error::SegmentError;
+pub use error::{Result, SegmentError};
 pub use felzenszwalb::{felzenszwalb, Felzenszwalb, FelzenszwalbParams, MAX_PIXELS};
 pub use labels::{adjusted_rand_index, LabelMap};
 pub use precomputed::{
@@ -70,3 +70,5 @@ pub use precomputed::{
 
 #[cfg(feature = "torch")]
 pub mod sam;
+#[cfg(feature = "torch")]
+pub mod torch;

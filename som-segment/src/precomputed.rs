@@ -88,7 +88,7 @@ pub enum RegionSource {
 /// std::fs::write(&path, r#"{"image": {"width": 8, "height": 6},
 ///     "regions": [{"id": 3, "bbox": [1, 1, 4, 2], "label": "button"}]}"#)?;
 /// let seg = Precomputed::from_path(&path).segment(&DynamicImage::new_rgb8(8, 6))?;
-/// assert_eq!(seg.regions[0].label.as_deref(), Some("button"));
+/// assert_eq!(seg.regions()[0].label.as_deref(), Some("button"));
 /// // The same file for another image size is an error.
 /// assert!(Precomputed::from_path(&path).segment(&DynamicImage::new_rgb8(9, 6)).is_err());
 /// # std::fs::remove_dir_all(&dir)?;
@@ -164,7 +164,10 @@ impl Precomputed {
                         path.display().to_string(),
                         format!("regions for another image size: expected {expected}, found {found}"),
                     ),
-                    other => SegmentError::format(path.display().to_string(), other.to_string()),
+                    other => SegmentError::InFile {
+                        path: path.display().to_string(),
+                        source: other,
+                    },
                 })?;
                 Ok(seg)
             }
@@ -212,7 +215,10 @@ fn decode_png(bytes: &[u8], what: &str) -> Result<DynamicImage, SegmentError> {
     if !bytes.starts_with(PNG_MAGIC) {
         return Err(SegmentError::format(what, "not a PNG file"));
     }
-    som_core::io::decode_image(bytes).map_err(|e| SegmentError::format(what, e.to_string()))
+    som_core::io::decode_image(bytes).map_err(|e| SegmentError::InFile {
+        path: what.to_string(),
+        source: e,
+    })
 }
 
 /// Decodes a PNG label map into one id per pixel.
@@ -278,8 +284,8 @@ pub fn decode_label_png(bytes: &[u8], what: &str) -> Result<(ImageSize, Vec<u32>
 /// use som_segment::{regions_from_values, LabelMapOptions};
 /// let opts = LabelMapOptions { background: Some(0), ..Default::default() };
 /// let seg = regions_from_values(ImageSize::new(3, 2), &[0, 5, 5, 0, 9, 0], &opts, "map")?;
-/// assert_eq!(seg.regions.iter().map(|r| r.id).collect::<Vec<_>>(), vec![5, 9]);
-/// assert_eq!(seg.regions[0].area(), 2);
+/// assert_eq!(seg.regions().iter().map(|r| r.id).collect::<Vec<_>>(), vec![5, 9]);
+/// assert_eq!(seg.regions()[0].area(), 2);
 /// # Ok::<(), som_segment::SegmentError>(())
 /// ```
 pub fn regions_from_values(

@@ -36,7 +36,7 @@ fn check(name: &str) -> anyhow::Result<()> {
     let seg = classic.segment(&image)?;
     assert_eq!(seg.len(), n);
     let mut cover = vec![0u8; (image.width() * image.height()) as usize];
-    for r in &seg.regions {
+    for r in seg.regions() {
         let mask = r.mask.as_ref().expect("classic regions have masks");
         for (i, &v) in mask.to_bytes().iter().enumerate() {
             cover[i] += v;

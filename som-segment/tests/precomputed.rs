@@ -38,17 +38,17 @@ fn skimage_label_map_reads_as_its_segments() -> anyhow::Result<()> {
     // felz_chelsea.png: 212 segments (labels 0..212) of a 451x300 image.
     let path = fixtures().join("segment/felz_chelsea.png");
     let seg = Precomputed::label_map(&path, LabelMapOptions::default()).load(ImageSize::new(451, 300))?;
-    assert_eq!(seg.regions.len(), 212);
-    assert_eq!(seg.regions.iter().map(|r| r.area()).sum::<u64>(), 451 * 300);
-    assert_eq!(seg.regions[0].id, 0);
+    assert_eq!(seg.regions().len(), 212);
+    assert_eq!(seg.regions().iter().map(|r| r.area()).sum::<u64>(), 451 * 300);
+    assert_eq!(seg.regions()[0].id, 0);
     // With 0 as background, label 0's pixels belong to no region.
     let opts = LabelMapOptions {
         background: Some(0),
         ..Default::default()
     };
     let seg0 = Precomputed::label_map(&path, opts).load(ImageSize::new(451, 300))?;
-    assert_eq!(seg0.regions.len(), 211);
-    assert_eq!(seg0.regions[0].id, 1);
+    assert_eq!(seg0.regions().len(), 211);
+    assert_eq!(seg0.regions()[0].id, 1);
     Ok(())
 }
 
@@ -63,7 +63,8 @@ fn label_map_of_the_wrong_size_is_an_error() {
     );
     assert!(matches!(err, SegmentError::Size { .. }), "{err}");
     assert!(
-        err.to_string().contains("11x8") && err.to_string().contains("10x8"),
+        som_core::ErrorChain(&err).to_string().contains("11x8")
+            && som_core::ErrorChain(&err).to_string().contains("10x8"),
         "{err}"
     );
 }
@@ -79,15 +80,20 @@ fn label_map_with_60000_ids_is_refused_or_read_without_panic() -> anyhow::Result
         Precomputed::label_map(&path, LabelMapOptions::default()).load(size),
         "too many ids",
     );
-    assert!(err.to_string().contains("60000 distinct ids"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err)
+            .to_string()
+            .contains("60000 distinct ids"),
+        "{err}"
+    );
     // With the limit raised, it is read: 60,000 one-pixel regions.
     let opts = LabelMapOptions {
         max_regions: 70_000,
         ..Default::default()
     };
     let seg = Precomputed::label_map(&path, opts).load(size)?;
-    assert_eq!(seg.regions.len(), 60_000);
-    assert!(seg.regions.iter().all(|r| r.area() == 1));
+    assert_eq!(seg.regions().len(), 60_000);
+    assert!(seg.regions().iter().all(|r| r.area() == 1));
     Ok(())
 }
 
@@ -105,7 +111,7 @@ fn scattered_ids_that_would_need_gigabytes_are_refused() {
         Precomputed::label_map(&path, opts).load(ImageSize::new(1200, 1200)),
         "too scattered",
     );
-    assert!(err.to_string().contains("MiB"), "{err}");
+    assert!(som_core::ErrorChain(&err).to_string().contains("MiB"), "{err}");
 }
 
 #[test]
@@ -117,7 +123,10 @@ fn non_png_and_non_label_images_are_errors() {
         Precomputed::label_map(&path, LabelMapOptions::default()).load(ImageSize::new(4, 4)),
         "not png",
     );
-    assert!(err.to_string().contains("not a PNG"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err).to_string().contains("not a PNG"),
+        "{err}"
+    );
     let jpg = dir.join("map.jpg");
     DynamicImage::new_rgb8(4, 4).save(&jpg).expect("save jpg");
     std::fs::copy(&jpg, &path).expect("copy");
@@ -125,7 +134,10 @@ fn non_png_and_non_label_images_are_errors() {
         Precomputed::label_map(&path, LabelMapOptions::default()).load(ImageSize::new(4, 4)),
         "jpeg",
     );
-    assert!(err.to_string().contains("not a PNG"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err).to_string().contains("not a PNG"),
+        "{err}"
+    );
     let missing = Precomputed::label_map(dir.join("missing.png"), LabelMapOptions::default())
         .load(ImageSize::new(4, 4));
     assert!(matches!(missing, Err(SegmentError::Io { .. })), "missing file");
@@ -146,11 +158,11 @@ fn mask_folder_reads_masks_in_order_and_rejects_strangers() -> anyhow::Result<()
     std::fs::write(dir.join(".DS_Store"), b"x")?;
     let seg = Precomputed::from_path(&dir).segment(&DynamicImage::new_rgb8(12, 9))?;
     assert_eq!(
-        seg.regions.iter().map(|r| r.id).collect::<Vec<_>>(),
+        seg.regions().iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![0, 1, 2]
     );
-    assert_eq!(seg.regions[1].bbox, BBox::new(4, 0, 8, 5));
-    assert_eq!(seg.regions[2].source["file"], "0002.png");
+    assert_eq!(seg.regions()[1].bbox, BBox::new(4, 0, 8, 5));
+    assert_eq!(seg.regions()[2].source["file"], "0002.png");
     // Wrong size.
     let err = err_of(
         Precomputed::mask_folder(&dir).load(ImageSize::new(12, 10)),
@@ -160,16 +172,27 @@ fn mask_folder_reads_masks_in_order_and_rejects_strangers() -> anyhow::Result<()
     // A non-PNG file.
     std::fs::write(dir.join("notes.txt"), b"hello")?;
     let err = err_of(Precomputed::mask_folder(&dir).load(size), "non-png");
-    assert!(err.to_string().contains("notes.txt is not a PNG file"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err)
+            .to_string()
+            .contains("notes.txt is not a PNG file"),
+        "{err}"
+    );
     std::fs::remove_file(dir.join("notes.txt"))?;
     // A file named .png that is not one.
     std::fs::write(dir.join("0004.png"), b"fake")?;
     let err = err_of(Precomputed::mask_folder(&dir).load(size), "fake png");
-    assert!(err.to_string().contains("0004.png"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err).to_string().contains("0004.png"),
+        "{err}"
+    );
     // An empty folder.
     let empty = temp_dir("masks-empty");
     let err = err_of(Precomputed::mask_folder(&empty).load(size), "empty folder");
-    assert!(err.to_string().contains("no PNG masks"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err).to_string().contains("no PNG masks"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -187,11 +210,16 @@ fn regions_json_round_trips_and_checks_the_size() -> anyhow::Result<()> {
         Precomputed::from_path(&json).load(ImageSize::new(400, 600)),
         "size",
     );
-    assert!(err.to_string().contains("another image size"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err)
+            .to_string()
+            .contains("another image size"),
+        "{err}"
+    );
     // The committed reference mask sets read as well.
     let felz =
         Precomputed::json(fixtures().join("masks/felz_chelsea.json"), None).load(ImageSize::new(451, 300))?;
-    assert_eq!(felz.regions.len(), 212);
+    assert_eq!(felz.regions().len(), 212);
     Ok(())
 }
 
@@ -206,10 +234,10 @@ fn boxes_clip_or_fail_with_the_index() -> anyhow::Result<()> {
         r#"{"format": "xywh", "boxes": [{"bbox": [-10, 5, 30, 10], "label": "left", "score": 0.5}, {"xyxy": [90.5, 40, 130, 70], "id": 7}]}"#,
     )?;
     let seg = Boxes::new(&path, BoxOptions::default()).segment(&img)?;
-    assert_eq!(seg.regions[0].bbox, BBox::new(0, 5, 20, 10));
-    assert_eq!(seg.regions[0].score, Some(0.5));
+    assert_eq!(seg.regions()[0].bbox, BBox::new(0, 5, 20, 10));
+    assert_eq!(seg.regions()[0].score, Some(0.5));
     assert_eq!(
-        (seg.regions[1].id, seg.regions[1].bbox),
+        (seg.regions()[1].id, seg.regions()[1].bbox),
         (7, BBox::new(90, 40, 10, 10))
     );
     let strict = BoxOptions {
@@ -218,7 +246,10 @@ fn boxes_clip_or_fail_with_the_index() -> anyhow::Result<()> {
     };
     let err = err_of(Boxes::new(&path, strict).load(size), "no clipping");
     assert!(
-        err.to_string().contains("boxes[0]") && err.to_string().contains("leaves the 100x50 image"),
+        som_core::ErrorChain(&err).to_string().contains("boxes[0]")
+            && som_core::ErrorChain(&err)
+                .to_string()
+                .contains("leaves the 100x50 image"),
         "{err}"
     );
     for (doc, needle) in [
@@ -238,7 +269,10 @@ fn boxes_clip_or_fail_with_the_index() -> anyhow::Result<()> {
     ] {
         std::fs::write(&path, doc)?;
         let err = err_of(Boxes::new(&path, BoxOptions::default()).load(size), doc);
-        assert!(err.to_string().contains(needle), "{doc}: {err}");
+        assert!(
+            som_core::ErrorChain(&err).to_string().contains(needle),
+            "{doc}: {err}"
+        );
     }
     Ok(())
 }
@@ -263,22 +297,30 @@ fn coco_files_pick_the_image_by_id_or_name() -> anyhow::Result<()> {
     let size = ImageSize::new(10, 8);
     let by_id = Precomputed::json(&path, Some(ImageSelector::Id(2))).load(size)?;
     assert_eq!(
-        by_id.regions.iter().map(|r| r.id).collect::<Vec<_>>(),
+        by_id.regions().iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![12, 13]
     );
-    assert_eq!(by_id.regions[0].area(), 4);
-    assert_eq!(by_id.regions[0].label.as_deref(), Some("cup"));
-    assert!(by_id.regions[1].mask.is_none());
+    assert_eq!(by_id.regions()[0].area(), 4);
+    assert_eq!(by_id.regions()[0].label.as_deref(), Some("cup"));
+    assert!(by_id.regions()[1].mask.is_none());
     let by_name = Precomputed::json(&path, Some(ImageSelector::FileName("a.png".into()))).load(size)?;
-    assert_eq!(by_name.regions.len(), 1);
-    assert_eq!(by_name.regions[0].id, 11);
+    assert_eq!(by_name.regions().len(), 1);
+    assert_eq!(by_name.regions()[0].id, 11);
     let err = err_of(Precomputed::json(&path, None).load(size), "ambiguous");
-    assert!(err.to_string().contains("2 images"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err).to_string().contains("2 images"),
+        "{err}"
+    );
     let err = err_of(
         Precomputed::json(&path, Some(ImageSelector::Id(9))).load(size),
         "missing image",
     );
-    assert!(err.to_string().contains("no matching entry"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err)
+            .to_string()
+            .contains("no matching entry"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -295,12 +337,17 @@ fn sam_amg_records_read_with_their_scores() -> anyhow::Result<()> {
              "predicted_iou": 0.91, "point_coords": [[2.5, 1.0]], "stability_score": 0.99, "crop_box": [0, 0, 5, 4]}]"#,
     )?;
     let seg = Precomputed::from_path(&path).load(ImageSize::new(5, 4))?;
-    assert_eq!(seg.regions.len(), 2);
-    assert_eq!(seg.regions[0].area(), 4);
-    assert_eq!(seg.regions[0].bbox, BBox::new(1, 0, 1, 4));
-    assert_eq!(seg.regions[1].bbox, BBox::new(2, 0, 2, 4));
-    assert_eq!(seg.regions[0].source["predicted_iou"], 0.97);
+    assert_eq!(seg.regions().len(), 2);
+    assert_eq!(seg.regions()[0].area(), 4);
+    assert_eq!(seg.regions()[0].bbox, BBox::new(1, 0, 1, 4));
+    assert_eq!(seg.regions()[1].bbox, BBox::new(2, 0, 2, 4));
+    assert_eq!(seg.regions()[0].source["predicted_iou"], 0.97);
     let err = err_of(Precomputed::from_path(&path).load(ImageSize::new(4, 5)), "size");
-    assert!(err.to_string().contains("another image size"), "{err}");
+    assert!(
+        som_core::ErrorChain(&err)
+            .to_string()
+            .contains("another image size"),
+        "{err}"
+    );
     Ok(())
 }

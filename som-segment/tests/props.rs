@@ -19,8 +19,8 @@ fn png_bytes(img: &DynamicImage) -> Vec<u8> {
 
 /// Every pixel lies in exactly one region.
 fn assert_partition(seg: &som_core::Segmentation) {
-    let mut cover = vec![0u32; seg.size.pixels() as usize];
-    for r in &seg.regions {
+    let mut cover = vec![0u32; seg.size().pixels() as usize];
+    for r in seg.regions() {
         for (i, &v) in r.mask.as_ref().expect("mask").to_bytes().iter().enumerate() {
             cover[i] += v as u32;
         }
@@ -48,10 +48,10 @@ proptest! {
         distinct.sort_unstable();
         distinct.dedup();
         distinct.retain(|&v| Some(v) != bg);
-        prop_assert_eq!(seg.regions.iter().map(|r| r.id as u32).collect::<Vec<_>>(), distinct);
+        prop_assert_eq!(seg.regions().iter().map(|r| r.id as u32).collect::<Vec<_>>(), distinct);
         let background = values.iter().filter(|&&v| Some(v) == bg).count() as u64;
-        prop_assert_eq!(seg.regions.iter().map(|r| r.area()).sum::<u64>() + background, size.pixels());
-        for r in &seg.regions {
+        prop_assert_eq!(seg.regions().iter().map(|r| r.area()).sum::<u64>() + background, size.pixels());
+        for r in seg.regions() {
             let mask = r.mask.as_ref().expect("mask");
             for (i, &v) in values.iter().enumerate() {
                 let p = som_core::Point::new(i as u32 % w, i as u32 / w);
@@ -97,8 +97,8 @@ proptest! {
         let options = BoxOptions { format: if xywh { BoxFormat::Xywh } else { BoxFormat::Xyxy }, clip };
         match parse_boxes(&doc, size, &options) {
             Ok(seg) => {
-                prop_assert_eq!(seg.regions.len(), boxes.len());
-                for (r, b) in seg.regions.iter().zip(&boxes) {
+                prop_assert_eq!(seg.regions().len(), boxes.len());
+                for (r, b) in seg.regions().iter().zip(&boxes) {
                     prop_assert!(size.full_box().contains_box(&r.bbox));
                     prop_assert!(r.bbox.area() > 0);
                     prop_assert!(r.mask.is_none());

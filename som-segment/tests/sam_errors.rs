@@ -50,7 +50,7 @@ fn checkpoint_of_another_model_size_is_rejected() {
 }
 
 fn expect_checkpoint_error(path: &std::path::Path, what: &str) -> String {
-    match Weights::from_file(path) {
+    match Weights::from_file(path).map_err(SamError::from) {
         Err(e @ SamError::Checkpoint { .. }) => e.to_string(),
         other => panic!("{what}: expected a checkpoint error, got {other:?}"),
     }
@@ -78,7 +78,7 @@ fn truncated_and_foreign_files_are_rejected() {
     }
     let msg = expect_checkpoint_error(&fixture("not_a_checkpoint.zip"), "zip");
     assert!(msg.contains("no state dict"), "{msg}");
-    match Weights::from_file(temp_path("does-not-exist.pth")) {
+    match Weights::from_file(temp_path("does-not-exist.pth")).map_err(SamError::from) {
         Err(SamError::Io { .. }) => {}
         other => panic!("expected an io error, got {other:?}"),
     }
@@ -110,12 +110,17 @@ fn grayscale_and_tiny_images_are_rejected() {
     };
     let seg = SamSegmenter::new(tiny_sam_pth(), options).unwrap();
     let gray = image::DynamicImage::ImageLuma8(image::GrayImage::new(32, 32));
+    // Through the Segmenter trait the SamError arrives as the source of SomError::Segment.
     match seg.segment(&gray) {
-        Err(SomError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
-        other => panic!("expected an image error, got {other:?}"),
+        Err(e @ SomError::Segment(_)) => match e.find::<SamError>() {
+            Some(SamError::Image(m)) => assert!(m.contains("grayscale"), "{m}"),
+            other => panic!("expected a SamError::Image source, got {other:?}"),
+        },
+        other => panic!("expected a segmentation error, got {other:?}"),
     }
     let one = image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1));
-    assert!(matches!(seg.segment(&one), Err(SomError::Image(_))));
+    let e = seg.segment(&one).unwrap_err();
+    assert!(matches!(e.find::<SamError>(), Some(SamError::Image(_))), "{e:?}");
 }
 
 #[test]
@@ -220,8 +225,8 @@ fn segmenter_is_shareable_and_matches_the_generator() {
     let seg = SamSegmenter::new(tiny_sam_safetensors(), options).unwrap();
     let segmentation = seg.segment(&image::DynamicImage::ImageRgb8(image())).unwrap();
     let records = case["records"].as_array().unwrap();
-    assert_eq!(segmentation.regions.len(), records.len());
-    for (region, record) in segmentation.regions.iter().zip(records) {
+    assert_eq!(segmentation.regions().len(), records.len());
+    for (region, record) in segmentation.regions().iter().zip(records) {
         let rle = region.mask.as_ref().unwrap().to_rle().to_compressed();
         assert_eq!(rle, record["segmentation"]["counts"].as_str().unwrap());
         assert_eq!(region.source["segmenter"], "sam");

@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     match what {
         "rle" => {
             let seg = load_set(set)?;
-            let masks: Vec<Mask> = seg.regions.iter().filter_map(|r| r.mask.clone()).collect();
+            let masks: Vec<Mask> = seg.regions().iter().filter_map(|r| r.mask.clone()).collect();
             let strings = load_rle_strings(set)?;
             let enc = time_median(reps, || {
                 let out: Vec<String> = masks.iter().map(|m| m.to_rle().to_compressed()).collect();
@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
             let dec = time_median(reps, || {
                 let out: Vec<Mask> = strings
                     .iter()
-                    .map(|s| Rle::from_compressed(seg.size, s).map(|r| r.to_mask()))
+                    .map(|s| Rle::from_compressed(seg.size(), s).map(|r| r.to_mask()))
                     .collect::<Result<_, _>>()
                     .expect("valid fixture");
                 assert_eq!(out.len(), masks.len());

@@ -46,8 +46,18 @@ pub fn assert_ok(out: &Output) {
 
 /// Exit status 1 and exactly one line on stderr, `som: error: …`, that mentions `needle`.
 pub fn assert_fails(out: &Output, needle: &str) {
+    assert_fails_with(out, 1, needle);
+}
+
+/// Exit status 2 (a flag value the parser refuses) and one `som: error: …` line
+/// that mentions `needle`.
+pub fn assert_usage_error(out: &Output, needle: &str) {
+    assert_fails_with(out, 2, needle);
+}
+
+fn assert_fails_with(out: &Output, status: i32, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(out.status.code(), Some(status), "stderr: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
     assert!(err.starts_with("som: error: "), "{err:?}");
     assert!(!err.contains("panicked"), "{err:?}");

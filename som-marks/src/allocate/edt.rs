@@ -51,6 +51,8 @@ use std::collections::BinaryHeap;
 
 use som_core::{Mask, SomError};
 
+use crate::MarksError;
+
 /// The largest crop side the transform accepts (column distances are
 /// 16-bit signed integers, which every x86-64 SIMD level can min and max).
 pub const MAX_SIDE: usize = i16::MAX as usize - 1;
@@ -86,9 +88,9 @@ enum Rows<'a> {
 }
 
 fn too_large(width: usize, height: usize) -> SomError {
-    SomError::Allocate(format!(
+    SomError::allocate(MarksError::Crop(format!(
         "a {width}x{height} crop exceeds the distance transform's limit of {MAX_SIDE} px per side"
-    ))
+    )))
 }
 
 impl<'a> BinaryCrop<'a> {
@@ -128,10 +130,10 @@ impl<'a> BinaryCrop<'a> {
         let fits = x0 + width <= stride
             && (height == 0 || (height - 1).checked_mul(stride).map(|s| s + x0 + width) <= Some(data.len()));
         if !fits {
-            return Err(SomError::Allocate(format!(
+            return Err(SomError::allocate(MarksError::Crop(format!(
                 "a {width}x{height} byte crop at column {x0} does not fit in {} bytes of {stride}-byte rows",
                 data.len()
-            )));
+            ))));
         }
         Ok(Self {
             width,
@@ -180,10 +182,10 @@ impl<'a> BinaryCrop<'a> {
         let fits = need <= stride
             && (height == 0 || (height - 1).checked_mul(stride).map(|s| s + need) <= Some(words.len()));
         if !fits {
-            return Err(SomError::Allocate(format!(
+            return Err(SomError::allocate(MarksError::Crop(format!(
                 "a {width}x{height} bit crop at bit {bit0} does not fit in {} words of {stride}-word rows",
                 words.len()
-            )));
+            ))));
         }
         Ok(Self {
             width,

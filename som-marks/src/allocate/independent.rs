@@ -14,17 +14,17 @@ pub(crate) fn allocate(
 ) -> Result<Vec<Mark>, SomError> {
     let peaks = par_with_edt(units, |u, edt| {
         mask_peak(&u.mask, edt)?.ok_or_else(|| SomError::Region {
-            id: seg.regions[u.region].id,
+            id: seg.regions()[u.region].id,
             message: "empty mask: there is no pixel to put a mark on".into(),
         })
     })?;
     let mut marks = Vec::with_capacity(units.len());
     for (u, (anchor, d2)) in units.iter().zip(peaks) {
         let text = config.labels.text(u.rank);
-        let size = labels.label_size(&text, seg.size, 1.0);
+        let size = labels.label_size(&text, seg.size(), 1.0);
         marks.push(Mark {
             id: config.labels.id(u.rank),
-            label_box: label_box(anchor, size, seg.size),
+            label_box: label_box(anchor, size, seg.size()),
             text,
             anchor,
             region: u.region,

@@ -102,7 +102,7 @@ use edt::{BinaryCrop, Edt, Peak};
 /// assert_eq!(AllocationMode::default(), AllocationMode::Paper);
 /// assert_eq!(AllocationMode::Independent.to_string(), "independent");
 /// assert!("middle".parse::<AllocationMode>().is_err());
-/// # Ok::<(), som_core::SomError>(())
+/// # Ok::<(), som_marks::MarksError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,15 +115,16 @@ pub enum AllocationMode {
 }
 
 impl std::str::FromStr for AllocationMode {
-    type Err = SomError;
+    type Err = crate::MarksError;
 
-    fn from_str(s: &str) -> Result<Self, SomError> {
+    fn from_str(s: &str) -> Result<Self, crate::MarksError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "paper" => Ok(AllocationMode::Paper),
             "independent" => Ok(AllocationMode::Independent),
-            other => Err(SomError::Allocate(format!(
-                "unknown allocation mode {other:?} (expected \"paper\" or \"independent\")"
-            ))),
+            other => Err(crate::MarksError::option(
+                "allocation",
+                format!("unknown mode {other:?} (expected paper or independent)"),
+            )),
         }
     }
 }
@@ -182,8 +183,6 @@ impl MarkAllocator for Allocator {
         segmentation: &Segmentation,
         labels: &dyn LabelMeasure,
     ) -> Result<Vec<Mark>, SomError> {
-        // The fields are public, so the sizes may never have been checked.
-        segmentation.validate()?;
         if segmentation.is_empty() {
             return Ok(Vec::new());
         }
@@ -220,10 +219,10 @@ impl<'s> Unit<'s> {
         let order = seg.order_by_area();
         let mut units = Vec::with_capacity(order.len());
         for (rank, &i) in order.iter().enumerate() {
-            let r = &seg.regions[i];
+            let r = &seg.regions()[i];
             let mask: Cow<'s, Mask> = match &r.mask {
                 Some(m) => Cow::Borrowed(m),
-                None => Cow::Owned(Mask::from_box(seg.size, r.bbox)),
+                None => Cow::Owned(Mask::from_box(seg.size(), r.bbox)),
             };
             let b = mask.bbox();
             if b.width as usize > edt::MAX_SIDE || b.height as usize > edt::MAX_SIDE {

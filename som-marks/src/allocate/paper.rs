@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use som_core::{BBox, ImageSize, LabelMeasure, Mark, Placement, Point, Segmentation, SomError};
 
+use crate::MarksError;
+
 use super::bits::{image_words, Packed};
 use super::edt::{BinaryCrop, Edt, Rect};
 use super::{clamp_size, filled_box_peak, label_box, label_box_at, par_with_edt, AllocatorConfig, Unit};
@@ -43,7 +45,7 @@ pub(crate) fn allocate(
     config: &AllocatorConfig,
     labels: &dyn LabelMeasure,
 ) -> Result<Vec<Mark>, SomError> {
-    let size = seg.size;
+    let size = seg.size();
     let n = units.len();
     // Phase 1: bits.
     let mut packed: Vec<Packed> = units.par_iter().map(|u| Packed::from_mask(&u.mask)).collect();
@@ -146,7 +148,9 @@ pub(crate) fn allocate(
             cache = Some(c);
         }
         let Some(cache) = cache.as_mut() else {
-            return Err(SomError::Allocate("transform cache missing".into()));
+            return Err(SomError::allocate(MarksError::Layout(
+                "transform cache missing".into(),
+            )));
         };
         if let Some(p) = ctx.place_all(&texts, !last, &mut edt, cache)? {
             placed = Some((p, texts));
@@ -154,7 +158,9 @@ pub(crate) fn allocate(
         }
     }
     let Some((placed, texts)) = placed else {
-        return Err(SomError::Allocate("no label scale produced a layout".into()));
+        return Err(SomError::allocate(MarksError::Layout(
+            "no label scale produced a layout".into(),
+        )));
     };
     Ok(units
         .iter()
@@ -453,10 +459,10 @@ impl Ctx<'_, '_> {
         }
         let Some((anchor, d2)) = top else {
             // Unreachable for the non-empty masks `allocate` accepts.
-            return Err(SomError::Allocate(format!(
+            return Err(SomError::allocate(MarksError::Layout(format!(
                 "region at index {} has no pixel left to put a mark on",
                 self.units[i].region
-            )));
+            ))));
         };
         let rb = self.units[i].mask.bbox();
         for b in beside_positions(rb, anchor, lsize, size) {

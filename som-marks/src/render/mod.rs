@@ -67,13 +67,12 @@
 //! assert_eq!(marked.dimensions(), (120, 80));
 //! assert_eq!(marked.get_pixel(100, 70), &Rgb([255, 255, 255])); // outside every layer
 //! assert_ne!(marked.get_pixel(15, 50), &Rgb([255, 255, 255])); // tinted
-//! # Ok::<(), som_core::SomError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod contour;
 mod font;
 mod label;
-mod output;
 mod palette;
 
 use std::fmt;
@@ -84,7 +83,6 @@ use image::RgbImage;
 use rayon::prelude::*;
 use som_core::{BBox, ImageSize, LabelMeasure, Mark, MarkRenderer, Mask, Segmentation, SomError};
 
-pub use output::{encode_jpeg, encode_png, OutputFormat, DEFAULT_JPEG_QUALITY};
 pub use palette::{alpha_256, blend, mark_colour, relative_luminance, text_colour, PALETTE};
 
 use contour::Coverage;
@@ -106,8 +104,8 @@ use font::GlyphCache;
 /// assert_eq!(d.to_string(), "mask,box");
 /// assert_eq!(Draw::default().to_string(), "mark,mask,contour");
 /// let err = "mark,glow".parse::<Draw>().unwrap_err();
-/// assert_eq!(err.to_string(), "invalid draw list: unknown item \"glow\" (expected mark, mask, contour, box, all or none)");
-/// # Ok::<(), som_core::SomError>(())
+/// assert_eq!(err.to_string(), "invalid draw: unknown item \"glow\" (expected mark, mask, contour, box, all or none)");
+/// # Ok::<(), som_marks::MarksError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Draw {
@@ -150,14 +148,14 @@ impl Draw {
 }
 
 impl FromStr for Draw {
-    type Err = SomError;
+    type Err = crate::MarksError;
 
-    fn from_str(s: &str) -> Result<Self, SomError> {
+    fn from_str(s: &str) -> Result<Self, crate::MarksError> {
         let mut d = Draw::NONE;
         if s.trim().is_empty() {
-            return Err(SomError::format(
-                "draw list",
-                "empty (expected e.g. mark,mask,contour,box or none)",
+            return Err(crate::MarksError::option(
+                "draw",
+                "empty list (expected e.g. mark,mask,contour,box or none)",
             ));
         }
         for item in s.split(',') {
@@ -169,8 +167,8 @@ impl FromStr for Draw {
                 "all" => d = Draw::ALL,
                 "none" => {}
                 other => {
-                    return Err(SomError::format(
-                        "draw list",
+                    return Err(crate::MarksError::option(
+                        "draw",
                         format!("unknown item {other:?} (expected mark, mask, contour, box, all or none)"),
                     ))
                 }
@@ -291,7 +289,8 @@ impl RenderConfig {
 /// ```
 /// use image::RgbImage;
 /// use som_core::{BBox, ImageSize, LabelMeasure, Mark, MarkRenderer, Mask, Point, Region, Segmentation};
-/// use som_marks::render::{OutputFormat, Renderer};
+/// use som_core::io::OutputFormat;
+/// use som_marks::render::Renderer;
 ///
 /// let size = ImageSize::new(64, 48);
 /// let seg = Segmentation::new(size, vec![
@@ -353,14 +352,15 @@ impl Renderer {
     ) -> Result<(), SomError> {
         let size = ImageSize::new(canvas.width(), canvas.height());
         check_sizes(size, segmentation)?;
-        let n = segmentation.regions.len();
+        let n = segmentation.regions().len();
         let mut colour_id: Vec<Option<u32>> = vec![None; n];
         for m in marks {
             let slot = colour_id.get_mut(m.region).ok_or_else(|| {
-                SomError::Render(format!(
-                    "mark {} names region index {} but the segmentation has {n} regions",
-                    m.id, m.region
-                ))
+                SomError::render(crate::MarksError::NoSuchRegion {
+                    id: m.id,
+                    region: m.region,
+                    regions: n,
+                })
             })?;
             *slot = Some(slot.map_or(m.id, |c| c.min(m.id)));
         }
@@ -376,11 +376,16 @@ impl Renderer {
             .enumerate()
             .filter_map(|(i, c)| c.map(|c| (i, c)))
             .collect();
-        order.sort_by_key(|&(i, c)| (std::cmp::Reverse(segmentation.regions[i].area()), c));
+        order.sort_by_key(|&(i, c)| (std::cmp::Reverse(segmentation.regions()[i].area()), c));
 
         let masks: Vec<(&Mask, [u8; 3])> = order
             .iter()
-            .filter_map(|&(i, c)| segmentation.regions[i].mask.as_ref().map(|m| (m, mark_colour(c))))
+            .filter_map(|&(i, c)| {
+                segmentation.regions()[i]
+                    .mask
+                    .as_ref()
+                    .map(|m| (m, mark_colour(c)))
+            })
             .filter(|(m, _)| !m.is_empty())
             .collect();
 
@@ -402,7 +407,7 @@ impl Renderer {
         if box_lines {
             let t = line_w.round().max(1.0) as u32;
             for &(i, c) in &order {
-                let r = &segmentation.regions[i];
+                let r = &segmentation.regions()[i];
                 if draw.bbox || r.mask.is_none() {
                     draw_box(canvas, r.bbox, t, mark_colour(c));
                 }
@@ -486,22 +491,14 @@ impl MarkRenderer for Renderer {
     }
 }
 
+/// The canvas must have the segmentation's size (its masks have it: a
+/// `Segmentation` is always valid).
 fn check_sizes(size: ImageSize, seg: &Segmentation) -> Result<(), SomError> {
-    if seg.size != size {
+    if seg.size() != size {
         return Err(SomError::MaskSize {
             expected: size,
-            found: format!("a segmentation of a {} image", seg.size),
+            found: format!("a segmentation of a {} image", seg.size()),
         });
-    }
-    for r in &seg.regions {
-        if let Some(m) = &r.mask {
-            if m.size() != size {
-                return Err(SomError::MaskSize {
-                    expected: size,
-                    found: format!("region {} with a {} mask", r.id, m.size()),
-                });
-            }
-        }
     }
     Ok(())
 }
@@ -728,8 +725,16 @@ mod tests {
         let img = RgbImage::new(10, 10);
         let bad = Mark::new(1, "1", Point::new(1, 1), 3, BBox::new(0, 0, 4, 4));
         let e = r.render(&img, &seg, &[bad]).unwrap_err();
+        assert!(matches!(
+            e.find::<crate::MarksError>(),
+            Some(crate::MarksError::NoSuchRegion {
+                id: 1,
+                region: 3,
+                regions: 1
+            })
+        ));
         assert_eq!(
-            e.to_string(),
+            som_core::ErrorChain(&e).to_string(),
             "rendering failed: mark 1 names region index 3 but the segmentation has 1 regions"
         );
     }

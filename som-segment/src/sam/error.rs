@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum SamError {
     /// The checkpoint file could not be read at all.
-    #[error("cannot read checkpoint {path}: {source}")]
+    #[error("cannot read checkpoint {path}")]
     Io {
         /// The checkpoint path.
         path: PathBuf,
@@ -86,15 +86,41 @@ pub enum SamError {
     },
     /// LibTorch reported an error (shapes are checked before every call that user input
     /// reaches, so this means a bug or an exhausted resource).
-    #[error("libtorch: {0}")]
+    #[error("libtorch failed")]
     Torch(#[from] tch::TchError),
 }
 
+/// A SAM error reaches the pipeline as [`som_core::SomError::Segment`] with the
+/// `SamError` itself as its source.
 impl From<SamError> for som_core::SomError {
     fn from(e: SamError) -> Self {
+        som_core::SomError::segment(e)
+    }
+}
+
+impl From<crate::torch::CheckpointError> for SamError {
+    fn from(e: crate::torch::CheckpointError) -> Self {
+        use crate::torch::CheckpointError as C;
         match e {
-            SamError::Image(m) => som_core::SomError::Image(m),
-            other => som_core::SomError::Segment(format!("sam: {other}")),
+            C::Io { path, source } => SamError::Io { path, source },
+            C::Format { path, reason } => SamError::Checkpoint { path, reason },
+            C::MissingWeight { name, .. } => SamError::MissingWeight { name },
+            C::WeightShape {
+                name,
+                model,
+                expected,
+                found,
+            } => SamError::WeightShape {
+                name,
+                model,
+                expected,
+                found,
+            },
+            C::UnexpectedWeights { model, count, first } => {
+                SamError::UnexpectedWeights { model, count, first }
+            }
+            C::Torch(e) => SamError::Torch(e),
+            e @ C::Inconsistent { .. } => SamError::Config(e.to_string()),
         }
     }
 }

@@ -4,10 +4,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::common::{Activation, Conv2d, LayerNorm, LayerNorm2d, Linear, MlpBlock};
+use super::common::{LayerNorm2d, MlpBlock};
 use super::config::ImageEncoderConfig;
-use super::weights::{Vb, Weights};
 use super::SamError;
+use crate::torch::nn::{Activation, Conv2d, LayerNorm, Linear};
+use crate::torch::{Vb, Weights};
 
 /// Multi-head attention with decomposed relative position embeddings (`Attention`).
 #[derive(Debug)]

@@ -4,11 +4,12 @@
 
 use tch::Tensor;
 
-use super::common::{ConvTranspose2d, LayerNorm2d, Linear};
+use super::common::LayerNorm2d;
 use super::config::MaskDecoderConfig;
 use super::transformer::{SharedImage, TwoWayTransformer};
-use super::weights::Vb;
 use super::SamError;
+use crate::torch::nn::{ConvTranspose2d, Linear};
+use crate::torch::Vb;
 
 /// `MLP`: linear layers with ReLU between them.
 #[derive(Debug)]

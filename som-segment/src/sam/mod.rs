@@ -59,7 +59,6 @@ mod config;
 mod error;
 mod image_encoder;
 mod mask_decoder;
-mod pickle;
 mod prompt_encoder;
 mod resize;
 #[allow(clippy::module_inception)]
@@ -68,8 +67,9 @@ mod segmenter;
 mod tiny_vit;
 mod transformer;
 mod upscale;
-mod weights;
 
+pub use crate::torch::resize_bilinear;
+pub use crate::torch::Weights;
 pub use amg::{AmgOptions, AmgRecord, AmgTimings, AutomaticMaskGenerator, RleRecord};
 pub use config::{
     EncoderConfig, ImageEncoderConfig, MaskDecoderConfig, PromptEncoderConfig, SamConfig, SamModel,
@@ -79,11 +79,10 @@ pub use error::SamError;
 pub use image_encoder::{Block as EncoderBlock, ImageEncoderViT};
 pub use mask_decoder::MaskDecoder;
 pub use prompt_encoder::PromptEncoder;
-pub use resize::{apply_coords, preprocess_shape, resize_bilinear, resize_longest_side};
+pub use resize::{apply_coords, preprocess_shape, resize_longest_side};
 pub use sam::{
     ImageEmbedding, ImageEncoder, PointPrompt, Prediction, Prompt, Sam, MASK_THRESHOLD, MIN_IMAGE_SIDE,
 };
 pub use segmenter::{SamSegmenter, SamSegmenterOptions};
 pub use tiny_vit::{TinyViT, TinyVitConfig};
 pub use transformer::TwoWayTransformer;
-pub use weights::Weights;

@@ -6,9 +6,10 @@ use std::f64::consts::PI;
 
 use tch::{Device, Kind, Tensor};
 
-use super::common::{Conv2d, LayerNorm2d};
-use super::weights::Vb;
+use super::common::LayerNorm2d;
 use super::SamError;
+use crate::torch::nn::Conv2d;
+use crate::torch::Vb;
 
 /// `PositionEmbeddingRandom`: `[sin, cos](2π · (2x − 1) · G)` for a fixed Gaussian `G`.
 #[derive(Debug)]

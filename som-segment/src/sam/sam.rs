@@ -14,8 +14,8 @@ use super::prompt_encoder::PromptEncoder;
 use super::resize::{apply_coords, resize_longest_side};
 use super::tiny_vit::TinyViT;
 use super::transformer::SharedImage;
-use super::weights::Weights;
 use super::SamError;
+use crate::torch::Weights;
 
 /// Logit threshold that turns mask logits into masks (`Sam.mask_threshold`).
 pub const MASK_THRESHOLD: f64 = 0.0;

@@ -24,9 +24,10 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::common::{LayerNorm, LayerNorm2d, Linear};
-use super::weights::{Vb, Weights};
+use super::common::LayerNorm2d;
 use super::SamError;
+use crate::torch::nn::{LayerNorm, Linear};
+use crate::torch::{Vb, Weights};
 
 /// Batch-norm epsilon (`nn.BatchNorm2d` default).
 const BN_EPS: f64 = 1e-5;

@@ -3,10 +3,11 @@
 
 use tch::{Kind, Tensor};
 
-use super::common::{Activation, LayerNorm, Linear, MlpBlock};
+use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
-use super::weights::Vb;
 use super::SamError;
+use crate::torch::nn::{Activation, LayerNorm, Linear};
+use crate::torch::Vb;
 
 /// LayerNorm epsilon of the decoder (PyTorch's default).
 const DECODER_LN_EPS: f64 = 1e-5;

@@ -8,7 +8,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use super::pickle::{unpickle, TensorRef, Value};
-use super::SamError;
+use super::CheckpointError;
 
 /// A loaded state dict: parameter name to tensor, all `f32` on the CPU.
 ///
@@ -19,8 +19,8 @@ pub struct Weights {
     used: RefCell<BTreeSet<String>>,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> SamError {
-    SamError::Checkpoint {
+fn bad(path: &Path, reason: impl Into<String>) -> CheckpointError {
+    CheckpointError::Format {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -31,17 +31,17 @@ impl Weights {
     /// `sam_vit_*.pth` files) or a safetensors file.
     ///
     /// # Errors
-    /// [`SamError::Io`] when the file cannot be read, [`SamError::Checkpoint`] when it is
+    /// [`CheckpointError::Io`] when the file cannot be read, [`CheckpointError::Format`] when it is
     /// neither format, is truncated, or holds something other than a state dict.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SamError> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
         let mut head = [0u8; 9];
         let n = {
-            let mut f = std::fs::File::open(path).map_err(|source| SamError::Io {
+            let mut f = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-            read_up_to(&mut f, &mut head).map_err(|source| SamError::Io {
+            read_up_to(&mut f, &mut head).map_err(|source| CheckpointError::Io {
                 path: path.to_path_buf(),
                 source,
             })?
@@ -58,8 +58,8 @@ impl Weights {
     /// Reads a safetensors file.
     ///
     /// # Errors
-    /// [`SamError::Checkpoint`] when the file is not valid safetensors.
-    pub fn from_safetensors(path: impl AsRef<Path>) -> Result<Self, SamError> {
+    /// [`CheckpointError::Format`] when the file is not valid safetensors.
+    pub fn from_safetensors(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
         let tensors = Tensor::read_safetensors(path).map_err(|e| bad(path, e.to_string()))?;
         let mut map = BTreeMap::new();
@@ -72,10 +72,10 @@ impl Weights {
     /// Reads a PyTorch zip checkpoint holding a pickled state dict.
     ///
     /// # Errors
-    /// [`SamError::Checkpoint`] for anything that is not such an archive.
-    pub fn from_pth(path: impl AsRef<Path>) -> Result<Self, SamError> {
+    /// [`CheckpointError::Format`] for anything that is not such an archive.
+    pub fn from_pth(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| SamError::Io {
+        let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -112,7 +112,9 @@ impl Weights {
     }
 
     /// Wraps named tensors (converted to `f32`).
-    pub fn from_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self, SamError> {
+    pub fn from_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+    ) -> Result<Self, CheckpointError> {
         let mut map = BTreeMap::new();
         for (k, t) in tensors {
             map.insert(k, to_f32(t)?);
@@ -156,11 +158,11 @@ impl Weights {
     }
 
     /// Fails on keys no module took, like `load_state_dict(strict=True)`.
-    pub(crate) fn check_all_used(&self, model: &str) -> Result<(), SamError> {
+    pub(crate) fn check_all_used(&self, model: &str) -> Result<(), CheckpointError> {
         let used = self.used.borrow();
         let mut unused = self.tensors.keys().filter(|k| !used.contains(*k));
         if let Some(first) = unused.next() {
-            return Err(SamError::UnexpectedWeights {
+            return Err(CheckpointError::UnexpectedWeights {
                 model: model.to_owned(),
                 count: 1 + unused.count(),
                 first: first.clone(),
@@ -266,7 +268,7 @@ impl<'a> Vb<'a> {
     }
 
     /// The parameter `prefix.name`, which must have `shape`.
-    pub(crate) fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor, SamError> {
+    pub(crate) fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor, CheckpointError> {
         let key = if self.prefix.is_empty() {
             name.to_owned()
         } else {
@@ -276,9 +278,12 @@ impl<'a> Vb<'a> {
             .weights
             .tensors
             .get(&key)
-            .ok_or_else(|| SamError::MissingWeight { name: key.clone() })?;
+            .ok_or_else(|| CheckpointError::MissingWeight {
+                name: key.clone(),
+                model: self.model.to_owned(),
+            })?;
         if t.size() != shape {
-            return Err(SamError::WeightShape {
+            return Err(CheckpointError::WeightShape {
                 name: key,
                 model: self.model.to_owned(),
                 expected: shape.to_vec(),

@@ -1,82 +1,20 @@
-//! The regions JSON and marks JSON contracts (DESIGN §5).
-//!
-//! Regions JSON, the canonical form this crate writes:
-//! ```json
-//! {"image": {"width": 640, "height": 427, "file_name": "rocket.jpg"},
-//!  "regions": [{"id": 1, "bbox": [10, 20, 30, 40], "area": 1234,
-//!               "segmentation": {"size": [427, 640], "counts": "…"},
-//!               "score": 0.97, "label": "rocket"}]}
-//! ```
-//! Also read: a bare list of COCO annotations or SAM automatic-mask-generator
-//! records; a COCO annotation file (`images` + `annotations`); `counts` as a
-//! list (uncompressed RLE); polygons; binary arrays; regions with a `bbox` only.
-//! Fields a region carries beyond the known ones (`predicted_iou`,
-//! `stability_score`, `category_id`…) are kept in [`Region::source`] and
-//! written back out.
+//! Reading regions documents: the canonical regions JSON, COCO files, SAM
+//! records, bare lists, polygons, uncompressed RLE, binary arrays, box-only
+//! regions. Errors name the JSON path of the offending value.
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::{ImageInfo, KNOWN_KEYS};
 use crate::error::SomError;
 use crate::geometry::{BBox, ImageSize};
-use crate::mark::{Mark, Placement};
 use crate::mask::Mask;
 use crate::polygon::polygons_to_rle;
 use crate::region::{Region, Segmentation};
 use crate::rle::Rle;
 
 const WHAT: &str = "regions JSON";
-
-/// The `image` object of regions and marks JSON.
-///
-/// ```
-/// use som_core::json::ImageInfo;
-/// let info = ImageInfo::new(640, 427).with_file_name("rocket.jpg");
-/// assert_eq!(info.size().width, 640);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageInfo {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// The image's file name, if known.
-    pub file_name: Option<String>,
-}
-
-impl ImageInfo {
-    /// An image of `width` × `height` with no file name.
-    pub fn new(width: u32, height: u32) -> Self {
-        Self {
-            width,
-            height,
-            file_name: None,
-        }
-    }
-
-    /// The same, with a file name.
-    #[must_use]
-    pub fn with_file_name(mut self, name: impl Into<String>) -> Self {
-        self.file_name = Some(name.into());
-        self
-    }
-
-    /// The image size.
-    pub fn size(&self) -> ImageSize {
-        ImageSize::new(self.width, self.height)
-    }
-
-    fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("width".into(), json!(self.width));
-        m.insert("height".into(), json!(self.height));
-        if let Some(f) = &self.file_name {
-            m.insert("file_name".into(), json!(f));
-        }
-        Value::Object(m)
-    }
-}
 
 /// Which image of a COCO annotation file to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +52,8 @@ pub struct ReadOptions {
 ///                           {"id": 6, "segmentation": {"size": [3, 4], "counts": [3, 2, 7]}}]}"#;
 /// let (info, seg) = read_regions(doc)?;
 /// assert_eq!(info.width, 4);
-/// assert!(seg.regions[0].mask.is_none());
-/// assert_eq!(seg.regions[1].area(), 2);
+/// assert!(seg.regions()[0].mask.is_none());
+/// assert_eq!(seg.regions()[1].area(), 2);
 /// let again = write_regions(&info, &seg);
 /// assert_eq!(read_regions(&again)?.1, seg);
 /// # Ok::<(), som_core::SomError>(())
@@ -304,9 +242,6 @@ fn parse_hw(v: &Value, path: &str) -> Result<ImageSize, SomError> {
     }
 }
 
-/// Keys with a meaning of their own; everything else goes to `source`.
-const KNOWN_KEYS: &[&str] = &["id", "bbox", "area", "segmentation", "score", "label"];
-
 fn parse_region_list(
     items: &[Value],
     size: ImageSize,
@@ -482,85 +417,4 @@ fn parse_segmentation(v: &Value, size: ImageSize, path: &str) -> Result<Mask, So
             format!("{path} must be an RLE object, a list of polygons or a binary array"),
         )),
     }
-}
-
-/// The JSON object of one region (the form written in regions and marks JSON).
-pub fn region_to_value(region: &Region, size: ImageSize) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(region.id));
-    m.insert("bbox".into(), json!(region.bbox.to_xywh()));
-    m.insert("area".into(), json!(region.area()));
-    if let Some(mask) = &region.mask {
-        let rle = mask.to_rle();
-        m.insert(
-            "segmentation".into(),
-            json!({"size": [size.height, size.width], "counts": rle.to_compressed()}),
-        );
-    }
-    if let Some(s) = region.score {
-        m.insert("score".into(), json!(s));
-    }
-    if let Some(l) = &region.label {
-        m.insert("label".into(), json!(l));
-    }
-    for (k, v) in &region.source {
-        if !KNOWN_KEYS.contains(&k.as_str()) {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(m)
-}
-
-/// Writes the canonical regions JSON (compressed RLE masks).
-pub fn write_regions(info: &ImageInfo, segmentation: &Segmentation) -> String {
-    let regions: Vec<Value> = segmentation
-        .regions
-        .iter()
-        .map(|r| region_to_value(r, segmentation.size))
-        .collect();
-    let doc = json!({"image": info.to_value(), "regions": regions});
-    serde_json::to_string(&doc).unwrap_or_default()
-}
-
-/// Writes the marks JSON of `som mark --json`: each mark with its anchor,
-/// label box, placement and its region (with the region's original mask).
-///
-/// ```
-/// use som_core::{json::{write_marks, ImageInfo}, BBox, ImageSize, Mark, Point, Region, Segmentation};
-/// let size = ImageSize::new(8, 8);
-/// let seg = Segmentation::new(size, vec![Region::from_box(9, BBox::new(0, 0, 4, 4))])?;
-/// let marks = [Mark::new(1, "1", Point::new(2, 2), 0, BBox::new(0, 0, 4, 4))];
-/// let text = write_marks(&ImageInfo::new(8, 8), &seg, &marks);
-/// assert!(text.contains(r#""x":2"#));
-/// # Ok::<(), som_core::SomError>(())
-/// ```
-pub fn write_marks(info: &ImageInfo, segmentation: &Segmentation, marks: &[Mark]) -> String {
-    let marks: Vec<Value> = marks
-        .iter()
-        .map(|m| {
-            let mut o = Map::new();
-            o.insert("id".into(), json!(m.id));
-            o.insert("text".into(), json!(m.text));
-            o.insert("x".into(), json!(m.anchor.x));
-            o.insert("y".into(), json!(m.anchor.y));
-            o.insert("label_box".into(), json!(m.label_box.to_xywh()));
-            o.insert(
-                "placement".into(),
-                json!(match m.placement {
-                    Placement::Inside => "inside",
-                    Placement::Outside => "outside",
-                }),
-            );
-            o.insert("distance".into(), json!((m.distance * 1e4).round() / 1e4));
-            if !m.overlaps.is_empty() {
-                o.insert("overlaps".into(), json!(m.overlaps));
-            }
-            if let Some(r) = segmentation.regions.get(m.region) {
-                o.insert("region".into(), region_to_value(r, segmentation.size));
-            }
-            Value::Object(o)
-        })
-        .collect();
-    let doc = json!({"image": info.to_value(), "marks": marks});
-    serde_json::to_string(&doc).unwrap_or_default()
 }

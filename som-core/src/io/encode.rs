@@ -1,20 +1,20 @@
-//! Encoding the marked image as PNG or JPEG.
+//! Encoding images as PNG or JPEG: the one encoder every crate and the CLI use.
 
 use std::path::Path;
 
+use crate::error::SomError;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
-use som_core::SomError;
 
 /// JPEG quality used when none is given.
 pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 
-/// The file format of a marked image.
+/// The file format of an encoded image (a marked image, an image sent to a model).
 ///
 /// # Example
 /// ```
-/// use som_marks::render::OutputFormat;
+/// use som_core::io::OutputFormat;
 /// assert_eq!(OutputFormat::from_path("out/marked.PNG")?, OutputFormat::Png);
 /// assert_eq!(OutputFormat::from_path("a.jpeg")?, OutputFormat::Jpeg { quality: 90 });
 /// assert!(OutputFormat::from_path("a.gif").is_err());
@@ -55,7 +55,7 @@ impl OutputFormat {
                 quality: DEFAULT_JPEG_QUALITY,
             }),
             _ => Err(SomError::Image(format!(
-                "cannot tell the output format of {}: use a .png, .jpg or .jpeg file name",
+                "cannot write {}: unknown image extension (use .png, .jpg or .jpeg)",
                 path.display()
             ))),
         }
@@ -81,7 +81,7 @@ impl OutputFormat {
 /// # Example
 /// ```
 /// let img = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]));
-/// let png = som_marks::render::encode_png(&img)?;
+/// let png = som_core::io::encode_png(&img)?;
 /// let back = image::load_from_memory(&png).unwrap().to_rgb8();
 /// assert_eq!(back, img);
 /// # Ok::<(), som_core::SomError>(())
@@ -97,7 +97,7 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, SomError> {
         )
         .map_err(|e| {
             SomError::Image(format!(
-                "png encoding of a {}x{} image: {e}",
+                "cannot encode a {}x{} image as PNG: {e}",
                 image.width(),
                 image.height()
             ))
@@ -113,7 +113,7 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, SomError> {
 /// # Example
 /// ```
 /// let img = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]));
-/// let jpg = som_marks::render::encode_jpeg(&img, 85)?;
+/// let jpg = som_core::io::encode_jpeg(&img, 85)?;
 /// assert_eq!(&jpg[..2], &[0xFF, 0xD8]);
 /// # Ok::<(), som_core::SomError>(())
 /// ```
@@ -128,7 +128,7 @@ pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, SomError> {
         )
         .map_err(|e| {
             SomError::Image(format!(
-                "jpeg encoding of a {}x{} image: {e}",
+                "cannot encode a {}x{} image as JPEG: {e}",
                 image.width(),
                 image.height()
             ))
