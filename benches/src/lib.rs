@@ -78,3 +78,13 @@ pub fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
         .collect();
     median(times)
 }
+
+/// A 2048x1536 JPEG for decoding benchmarks: astronaut.png scaled up
+/// (triangle filter) and encoded by the `image` crate (quality 90, 4:2:2).
+pub fn big_jpeg() -> anyhow::Result<Vec<u8>> {
+    let photo = som_core::io::load_image(&fixtures_dir().join("images/astronaut.png"))?.to_rgb8();
+    let big = image::imageops::resize(&photo, 2048, 1536, image::imageops::FilterType::Triangle);
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&big)?;
+    Ok(bytes)
+}

@@ -131,7 +131,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
     print_answer(&answer, &marked.marked);
     if let Some(path) = &args.json {
         let meta = AnswerMeta {
-            provider: config.provider.name().to_string(),
+            provider: config.provider.info().name.to_string(),
             model: config.model.clone(),
             task: args.task.name().to_string(),
             prompt: request.prompt.clone(),

@@ -74,7 +74,13 @@ pub fn run(args: MarkArgs) -> anyhow::Result<()> {
         if let Err(e) = mark_one(&stages, image, &output, OutputFormat::Png, Some(&json)) {
             failed += 1;
             let e: &(dyn std::error::Error + 'static) = e.as_ref();
-            eprintln!("som: error: {}: {}", image.display(), ErrorChain(e));
+            let message = ErrorChain(e).to_string();
+            let name = image.display().to_string();
+            if message.contains(&name) {
+                eprintln!("som: error: {message}");
+            } else {
+                eprintln!("som: error: {name}: {message}");
+            }
         }
     }
     if failed > 0 {

@@ -86,7 +86,7 @@ impl ProviderArgs {
         let model = self
             .model
             .clone()
-            .unwrap_or_else(|| provider.default_model().to_string());
+            .unwrap_or_else(|| provider.api().info().default_model.to_string());
         let mut config = ClientConfig::new(provider, model)
             .with_timeout(Duration::from_secs_f64(self.timeout))
             .with_retry(RetryPolicy {

@@ -361,3 +361,84 @@ fn ask_speaks_every_provider() {
         assert_eq!(doc["usage"]["total_tokens"], 7, "{provider}");
     }
 }
+
+#[test]
+fn ask_takes_every_mark_style_option_of_mark() {
+    // The same style flags through `som mark` and `som ask` give the same marked image
+    // and the same marks (ask's JSON holds the marks the answer names: all of them here).
+    let style = [
+        "--labels",
+        "letter",
+        "--zero-based",
+        "--draw",
+        "mark,contour,box",
+        "--alpha",
+        "0.3",
+        "--font-size",
+        "15",
+        "--allocation",
+        "independent",
+    ];
+    let (photo, regions) = (fixture("images/coffee.png"), fixture("masks/felz_coffee.json"));
+    let n = fixture_regions().len();
+    let texts: Vec<String> = (0..n).map(|i| letters(i + 1)).collect();
+    let reply = json!({"answer": "all of them", "marks": texts});
+    let server = MockServer::start(vec![MockResponse::json(200, &chat(&reply.to_string()))]).unwrap();
+    let dir = tmp("style");
+    let (ask_png, ask_json) = (dir.join("ask.png"), dir.join("ask.json"));
+    let base_url = format!("{}/v1", server.url());
+    let mut args = vec![
+        "ask",
+        s(&photo),
+        "Name them all.",
+        "--base-url",
+        &base_url,
+        "--regions",
+        s(&regions),
+        "-o",
+        s(&ask_png),
+        "--json",
+        s(&ask_json),
+    ];
+    args.extend(style);
+    let out = som(&args, &[("OPENAI_API_KEY", KEY)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (mark_png, mark_json) = (dir.join("mark.png"), dir.join("mark.json"));
+    let mut args = vec![
+        "mark",
+        s(&photo),
+        "--regions",
+        s(&regions),
+        "-o",
+        s(&mark_png),
+        "--json",
+        s(&mark_json),
+    ];
+    args.extend(style);
+    let out = som(&args, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let a = image::open(&ask_png).unwrap().to_rgb8();
+    let m = image::open(&mark_png).unwrap().to_rgb8();
+    assert!(
+        a == m,
+        "som ask and som mark drew different images for the same style"
+    );
+    let ask: Value = serde_json::from_str(&std::fs::read_to_string(&ask_json).unwrap()).unwrap();
+    let mark: Value = serde_json::from_str(&std::fs::read_to_string(&mark_json).unwrap()).unwrap();
+    assert_eq!(ask["marks"], mark["marks"]);
+    assert_eq!(mark["marks"][0]["text"], "a");
+}
+
+/// Bijective base 26: 1 → a, 27 → aa.
+fn letters(mut n: usize) -> String {
+    let mut out = Vec::new();
+    while n > 0 {
+        n -= 1;
+        out.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}

@@ -451,3 +451,107 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_batch_keeps_going_past_a_failing_image() {
+    let dir = tmp("batch-fail");
+    let input = dir.join("in");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(fixture("images/chelsea.png"), input.join("a.png")).unwrap();
+    std::fs::write(input.join("b.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    std::fs::copy(fixture("images/camera.png"), input.join("c.png")).unwrap();
+    let out = som(&["mark", s(&input), "--out-dir", s(&out_dir)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // One line for the failure (naming the image), one summary line, and the
+    // images on either side of it marked.
+    let failures: Vec<&str> = err.lines().filter(|l| l.starts_with("som: error: ")).collect();
+    assert_eq!(failures.len(), 2, "{err}");
+    assert!(
+        failures[0].contains("b.png") && failures[0].contains("cannot decode"),
+        "{err}"
+    );
+    assert!(failures[1].contains("1 of 3 images failed"), "{err}");
+    for line in &failures {
+        common::assert_said_once(line);
+    }
+    for stem in ["a", "c"] {
+        assert!(
+            out_dir.join(format!("{stem}.marked.png")).exists(),
+            "{stem}: {err}"
+        );
+        assert!(
+            out_dir.join(format!("{stem}.marks.json")).exists(),
+            "{stem}: {err}"
+        );
+    }
+    assert!(!out_dir.join("b.marked.png").exists());
+}
+
+#[test]
+fn an_image_without_regions_is_written_unmarked_with_a_warning() {
+    let dir = tmp("no-regions");
+    let regions = dir.join("none.json");
+    std::fs::write(
+        &regions,
+        r#"{"image": {"width": 451, "height": 300}, "regions": []}"#,
+    )
+    .unwrap();
+    let (png, json) = (dir.join("o.png"), dir.join("o.json"));
+    let out = som(&[
+        "mark",
+        s(&fixture("images/chelsea.png")),
+        "--regions",
+        s(&regions),
+        "-o",
+        s(&png),
+        "--json",
+        s(&json),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("som: warning:") && err.contains("no regions"),
+        "{err}"
+    );
+    let original = image::open(fixture("images/chelsea.png")).unwrap().to_rgb8();
+    assert_eq!(
+        image::open(&png).unwrap().to_rgb8(),
+        original,
+        "the image must stay as it is"
+    );
+    let marks: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(marks["marks"], serde_json::json!([]));
+    assert_eq!(marks["image"]["width"], 451);
+}
+
+#[test]
+fn model_options_without_a_model_are_refused() {
+    assert_fails(
+        &som(&["mark", s(&fixture("images/chelsea.png")), "--checkpoint", "x.pth"]),
+        "--checkpoint is for segmenters with weights",
+    );
+}
+
+#[test]
+fn timings_name_every_stage_once_per_image() {
+    let dir = tmp("timings");
+    let out = som(&[
+        "mark",
+        s(&fixture("images/chelsea.png")),
+        s(&fixture("images/camera.png")),
+        "--out-dir",
+        s(&dir),
+        "--timings",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stages: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["stage"].as_str().unwrap().to_string())
+        .collect();
+    let one = ["decode", "segment", "allocate", "render", "encode", "write"];
+    let expected: Vec<&str> = one.iter().chain(one.iter()).copied().collect();
+    assert_eq!(stages, expected, "no load_model: classic has no weights");
+}

@@ -20,6 +20,10 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// Decodes a PNG or JPEG from memory, refusing images larger than
 /// [`MAX_IMAGE_SIDE`] on a side or needing more than [`MAX_DECODE_BYTES`].
 ///
+/// With the `exact-jpeg` feature (default), JPEGs are decoded by
+/// [`crate::jpeg`], pixel-identically to PIL and OpenCV (libjpeg-turbo);
+/// without it, by the `image` crate's decoder.
+///
 /// # Errors
 /// [`SomError::Image`] naming the problem: unknown format, truncated or corrupt
 /// data, or a limit exceeded.
@@ -35,6 +39,14 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// # Ok::<(), som_core::SomError>(())
 /// ```
 pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, SomError> {
+    #[cfg(feature = "exact-jpeg")]
+    if crate::jpeg::is_jpeg(bytes) {
+        let limits = crate::jpeg::Limits {
+            max_side: MAX_IMAGE_SIDE,
+            max_bytes: MAX_DECODE_BYTES,
+        };
+        return crate::jpeg::decode(bytes, &limits).map_err(|e| SomError::Image(e.to_string()));
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| SomError::Image(format!("cannot read the image: {e}")))?;

@@ -22,12 +22,19 @@
 //! - The stages: [`Segmenter`], [`MarkAllocator`], [`MarkRenderer`]
 //!   (with [`LabelMeasure`]), [`GroundingModel`], composed by [`SomPipeline`].
 //! - [`json`]: the regions JSON and marks JSON contracts.
+//! - [`io`]: image decoding with resource limits; JPEGs through [`jpeg`],
+//!   a decoder whose pixels equal PIL's and OpenCV's (libjpeg-turbo).
 //!
 //! ## Crate features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | *(none)* | | `som-core` has no optional features |
+//! | `exact-jpeg` | yes | [`jpeg`]: a pure-Rust JPEG decoder pixel-identical to libjpeg-turbo (PIL, OpenCV), used by [`io`]; without it JPEGs go through the `image` crate's decoder, whose pixels differ by a level or two on a few percent of the values |
+//!
+//! `exact-jpeg` is on by default because it makes a Rust pipeline see the
+//! pixels the same pipeline sees in Python (regions, and so marks, depend on
+//! them); it adds no dependency and no native code. Turn it off only to get
+//! the `image` crate's faster SIMD decoder when parity does not matter.
 //!
 //! ## Example
 //! ```
@@ -45,6 +52,8 @@ mod error;
 mod geometry;
 mod grounding;
 pub mod io;
+#[cfg(feature = "exact-jpeg")]
+pub mod jpeg;
 pub mod json;
 mod mark;
 mod marked;

@@ -162,6 +162,9 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// `Result` with [`LmmError`] as the default error.
+pub type Result<T, E = LmmError> = std::result::Result<T, E>;
+
 /// Everything that can go wrong in `som-lmm`.
 ///
 /// Messages are lowercase and one line; none contains an API key.
@@ -241,9 +244,6 @@ impl LmmError {
         }
     }
 }
-
-/// `Result` with [`LmmError`] as the default error.
-pub type Result<T, E = LmmError> = std::result::Result<T, E>;
 
 /// A client error reaches [`som_core::GroundingModel`] users as
 /// [`som_core::SomError::Grounding`] with the `LmmError` itself as its source,

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use crate::error::{truncate, ApiError, LmmError};
+use crate::error::{truncate, LmmError};
+use crate::providers::{Header, ProviderApi};
 use crate::retry::{is_retryable_status, should_retry_header, unit_random, RetryPolicy};
-use crate::secret::ApiKey;
+use crate::secret::{scrub, ApiKey};
 
 /// The request ids providers put in response headers, in order of preference.
 const REQUEST_ID_HEADERS: [&str; 4] = [
@@ -16,12 +17,6 @@ const REQUEST_ID_HEADERS: [&str; 4] = [
     "x-amzn-requestid",
 ];
 
-/// A successful response.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub body: serde_json::Value,
-}
-
 /// A reqwest client plus the policy for using it.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
@@ -29,6 +24,13 @@ pub(crate) struct Transport {
     policy: RetryPolicy,
     timeout: Duration,
     secret: Option<ApiKey>,
+}
+
+/// A response read whole: status, headers, body.
+struct Exchange {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
 }
 
 impl Transport {
@@ -53,97 +55,74 @@ impl Transport {
     }
 
     fn scrub(&self, s: &str) -> String {
-        match &self.secret {
-            Some(k) => k.scrub(s),
-            None => s.to_string(),
-        }
+        scrub(self.secret.as_ref(), s)
     }
 
-    /// POSTs `body` as JSON to `url` with `headers`, retrying per the policy.
+    /// POSTs the JSON `body` to `url` with `headers`, retrying per the policy;
+    /// returns the 2xx response body as JSON, with the key scrubbed out.
     pub async fn post_json(
         &self,
-        provider: &'static str,
+        api: &dyn ProviderApi,
         url: &str,
-        headers: &[(&'static str, String, bool)],
-        body: &serde_json::Value,
-    ) -> Result<Reply, LmmError> {
+        headers: &[Header],
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, LmmError> {
+        let provider = api.info().name;
         let mut header_map = HeaderMap::new();
-        for (name, value, sensitive) in headers {
-            let mut v = HeaderValue::from_str(value).map_err(|_| {
-                LmmError::Config(format!("header {name} has a value that is not valid in http"))
+        for h in headers {
+            let mut v = HeaderValue::from_str(&h.value).map_err(|_| {
+                LmmError::Config(format!("header {} has a value that is not valid in http", h.name))
             })?;
-            v.set_sensitive(*sensitive);
-            header_map.insert(HeaderName::from_static(name), v);
+            v.set_sensitive(h.secret);
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| LmmError::Config(format!("{:?} is not a valid http header name", h.name)))?;
+            header_map.insert(name, v);
         }
-        let payload =
-            serde_json::to_vec(body).map_err(|e| LmmError::Config(format!("cannot encode request: {e}")))?;
+        header_map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let url_shown = self.scrub(url);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let retries_left = attempt <= self.policy.max_retries;
-            let sent = self
-                .client
-                .post(url)
-                .headers(header_map.clone())
-                .header("content-type", "application/json")
-                .body(payload.clone())
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    if retries_left {
-                        tokio::time::sleep(self.policy.backoff(attempt - 1, unit_random())).await;
-                        continue;
-                    }
-                    return Err(self.transport_error(provider, &url_shown, &e, attempt));
-                }
-            };
-            let status = response.status().as_u16();
-            let resp_headers = response.headers().clone();
-            let bytes = match read_limited(response).await {
-                Ok(Some(b)) => b,
+            let response = match self.exchange(url, &header_map, &body).await {
+                Ok(Some(r)) => r,
                 Ok(None) => {
                     return Err(LmmError::InvalidResponse {
                         provider,
-                        message: format!(
-                            "status {status} with a body larger than {} MiB",
-                            MAX_RESPONSE_BYTES >> 20
-                        ),
+                        message: format!("a response body larger than {} MiB", MAX_RESPONSE_BYTES >> 20),
                         body: String::new(),
                     })
                 }
-                Err(e) => {
-                    if retries_left {
-                        tokio::time::sleep(self.policy.backoff(attempt - 1, unit_random())).await;
-                        continue;
-                    }
-                    return Err(self.transport_error(provider, &url_shown, &e, attempt));
+                Err(_) if retries_left => {
+                    tokio::time::sleep(self.policy.backoff(attempt - 1, unit_random())).await;
+                    continue;
                 }
+                Err(e) => return Err(self.transport_error(provider, &url_shown, &e, attempt)),
             };
+            let Exchange {
+                status,
+                headers,
+                body: bytes,
+            } = response;
             let text = self.scrub(&String::from_utf8_lossy(&bytes));
             if (200..300).contains(&status) {
                 // Parsed from the scrubbed text: a server that echoes the key
                 // must not put it into the answer either.
-                return match serde_json::from_str::<serde_json::Value>(&text) {
-                    Ok(body) => Ok(Reply { body }),
-                    Err(e) => Err(LmmError::InvalidResponse {
-                        provider,
-                        message: format!(
-                            "status {status} but the body is not json ({e}): {}",
-                            truncate(&text, 120)
-                        ),
-                        body: text.clone(),
-                    }),
-                };
+                return serde_json::from_str(&text).map_err(|e| LmmError::InvalidResponse {
+                    provider,
+                    message: format!(
+                        "status {status} but the body is not json ({e}): {}",
+                        truncate(&text, 120)
+                    ),
+                    body: text.clone(),
+                });
             }
-            let mut err = ApiError::from_body(provider, status, &text);
+            let mut err = api.error(status, &text);
             err.request_id = REQUEST_ID_HEADERS
                 .iter()
-                .find_map(|h| resp_headers.get(*h).and_then(|v| v.to_str().ok()))
+                .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
                 .map(str::to_string);
-            err.headers = resp_headers
+            err.headers = headers
                 .iter()
                 .map(|(k, v)| {
                     (
@@ -154,16 +133,47 @@ impl Transport {
                 .collect();
             err.attempts = attempt;
             let retryable = !err.is_insufficient_quota()
-                && should_retry_header(&resp_headers).unwrap_or_else(|| is_retryable_status(status));
+                && should_retry_header(&headers).unwrap_or_else(|| is_retryable_status(status));
             if retryable && retries_left {
                 let wait = self
                     .policy
-                    .delay(attempt - 1, &resp_headers, SystemTime::now(), unit_random());
+                    .delay(attempt - 1, &headers, SystemTime::now(), unit_random());
                 tokio::time::sleep(wait).await;
                 continue;
             }
             return Err(LmmError::Api(Box::new(err)));
         }
+    }
+
+    /// One request and its whole response; `None` when the body grows past
+    /// [`MAX_RESPONSE_BYTES`].
+    async fn exchange(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<Exchange>, reqwest::Error> {
+        let mut response = self
+            .client
+            .post(url)
+            .headers(headers.clone())
+            .body(body.to_vec())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let headers = std::mem::take(response.headers_mut());
+        let mut out = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Ok(None);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Some(Exchange {
+            status,
+            headers,
+            body: out,
+        }))
     }
 
     fn transport_error(
@@ -193,18 +203,6 @@ impl Transport {
 
 /// The largest response body read; providers answer in kilobytes.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 32 << 20;
-
-/// The body, or `None` when it grows past [`MAX_RESPONSE_BYTES`].
-async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Ok(None);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Some(out))
-}
 
 /// An error and its sources on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,9 +1,9 @@
 //! Fitting images to each provider's limits and encoding them for upload.
 
-use std::io::Cursor;
-
 use base64::Engine as _;
-use image::{imageops::FilterType, ImageEncoder, RgbImage};
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::{imageops::FilterType, ExtendedColorType, ImageEncoder, RgbImage};
 use som_core::{ImageScale, ImageSize};
 
 use crate::error::LmmError;
@@ -11,12 +11,14 @@ use crate::error::LmmError;
 /// The largest image a provider takes (or uses: larger ones are shrunk on
 /// arrival, so sending them only costs bandwidth).
 ///
+/// Each provider states its own ([`crate::providers::ProviderInfo::image_limits`]).
+///
 /// ```
-/// use som_lmm::ImageLimits;
+/// use som_lmm::providers::OpenAiChat;
 /// use som_core::ImageSize;
 /// // OpenAI: fit in 2048×2048, then the short side to 768.
-/// assert_eq!(ImageLimits::OPENAI.fit(ImageSize::new(4096, 2048)), ImageSize::new(1536, 768));
-/// assert_eq!(ImageLimits::OPENAI.fit(ImageSize::new(640, 427)), ImageSize::new(640, 427));
+/// assert_eq!(OpenAiChat::INFO.image_limits.fit(ImageSize::new(4096, 2048)), ImageSize::new(1536, 768));
+/// assert_eq!(OpenAiChat::INFO.image_limits.fit(ImageSize::new(640, 427)), ImageSize::new(640, 427));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageLimits {
@@ -31,39 +33,6 @@ pub struct ImageLimits {
 }
 
 impl ImageLimits {
-    /// OpenAI vision (`detail: high`): the model sees the image fitted in
-    /// 2048×2048 with its short side at most 768; 20 MB per image.
-    pub const OPENAI: ImageLimits = ImageLimits {
-        max_long_edge: 2048,
-        max_short_edge: Some(768),
-        max_pixels: None,
-        max_bytes: 20 * 1024 * 1024,
-    };
-    /// Anthropic: images beyond 1568 px on the long side or about
-    /// 1.15 megapixels are downscaled by the API; 5 MB per image.
-    pub const ANTHROPIC: ImageLimits = ImageLimits {
-        max_long_edge: 1568,
-        max_short_edge: None,
-        max_pixels: Some(1_150_000),
-        max_bytes: 5 * 1024 * 1024,
-    };
-    /// Gemini: images are scaled to fit 3072×3072; inline requests are
-    /// limited to 20 MB in total.
-    pub const GEMINI: ImageLimits = ImageLimits {
-        max_long_edge: 3072,
-        max_short_edge: None,
-        max_pixels: None,
-        max_bytes: 15 * 1024 * 1024,
-    };
-    /// Ollama (local vision models such as Qwen-VL and LLaVA): a modest
-    /// default that keeps local inference fast.
-    pub const OLLAMA: ImageLimits = ImageLimits {
-        max_long_edge: 1536,
-        max_short_edge: None,
-        max_pixels: None,
-        max_bytes: 20 * 1024 * 1024,
-    };
-
     /// The size an image of `size` is sent at: scaled down (never up),
     /// keeping its aspect ratio, until every limit holds.
     pub fn fit(&self, size: ImageSize) -> ImageSize {
@@ -125,9 +94,10 @@ impl EncodedImage {
 ///
 /// ```
 /// use image::RgbImage;
-/// use som_lmm::{prepare_image, ImageLimits};
+/// use som_lmm::prepare_image;
+/// use som_lmm::providers::AnthropicMessages;
 /// let img = RgbImage::new(4000, 1000);
-/// let enc = prepare_image(&img, &ImageLimits::ANTHROPIC)?;
+/// let enc = prepare_image(&img, &AnthropicMessages::INFO.image_limits)?;
 /// assert_eq!(enc.mime, "image/png");
 /// assert_eq!((enc.scale.sent.width, enc.scale.sent.height), (1568, 392));
 /// # Ok::<(), som_lmm::LmmError>(())
@@ -146,11 +116,11 @@ pub fn prepare_image(image: &RgbImage, limits: &ImageLimits) -> Result<EncodedIm
             resized = image::imageops::resize(image, target.width, target.height, FilterType::Triangle);
             &resized
         };
-        let png = encode_png(img)?;
+        let png = encode(img, Upload::Png)?;
         let (mime, bytes) = if png.len() <= limits.max_bytes {
             ("image/png", png)
         } else {
-            ("image/jpeg", encode_jpeg(img)?)
+            ("image/jpeg", encode(img, Upload::Jpeg)?)
         };
         if bytes.len() <= limits.max_bytes {
             return Ok(EncodedImage {
@@ -173,40 +143,47 @@ pub fn prepare_image(image: &RgbImage, limits: &ImageLimits) -> Result<EncodedIm
     )))
 }
 
-fn encode_png(img: &RgbImage) -> Result<Vec<u8>, LmmError> {
-    let mut out = Vec::new();
-    // Fast deflate on purpose: on the 600x400 coffee photo, Default deflate
-    // took 53 ms instead of 1.6 ms for a payload 0.7% smaller.
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| LmmError::Image(format!("png encoding failed: {e}")))?;
-    Ok(out)
+/// The formats an image is uploaded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    /// PNG with fast deflate: on the 600×400 coffee photo, default deflate
+    /// took 53 ms instead of 1.6 ms for a payload 0.7% smaller.
+    Png,
+    /// JPEG at quality 90, for images whose PNG is too large.
+    Jpeg,
 }
 
-fn encode_jpeg(img: &RgbImage) -> Result<Vec<u8>, LmmError> {
-    let mut out = Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .write_image(
+/// Encodes `img` for upload: the one place this crate encodes images.
+fn encode(img: &RgbImage, format: Upload) -> Result<Vec<u8>, LmmError> {
+    let mut out = Vec::new();
+    let written = match format {
+        Upload::Png => PngEncoder::new(&mut out).write_image(
             img.as_raw(),
             img.width(),
             img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| LmmError::Image(format!("jpeg encoding failed: {e}")))?;
-    Ok(out.into_inner())
+            ExtendedColorType::Rgb8,
+        ),
+        Upload::Jpeg => JpegEncoder::new_with_quality(&mut out, 90).write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            ExtendedColorType::Rgb8,
+        ),
+    };
+    written.map_err(|e| LmmError::Image(format!("{format:?} encoding failed: {e}")))?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{AnthropicMessages, GeminiGenerate, OllamaChat, OpenAiChat};
 
     #[test]
-    fn fit_respects_every_limit() {
+    fn fit_gives_the_exact_size_each_provider_uses() {
+        // (width, height) → size sent, per provider: OpenAI fits in 2048 and
+        // the short side in 768; Anthropic fits in 1568 and 1.15 MP; Gemini in
+        // 3072; Ollama in 1536. Sizes are rounded down, at least 1 px.
         let sizes = [
             (1, 1),
             (10_000, 1),
@@ -214,26 +191,100 @@ mod tests {
             (4000, 3000),
             (640, 427),
             (2048, 2048),
+            (3000, 1000),
         ];
-        for limits in [
-            ImageLimits::OPENAI,
-            ImageLimits::ANTHROPIC,
-            ImageLimits::GEMINI,
-            ImageLimits::OLLAMA,
-        ] {
-            for (w, h) in sizes {
-                let s = limits.fit(ImageSize::new(w, h));
-                assert!(s.width <= w && s.height <= h);
-                assert!(s.width.max(s.height) <= limits.max_long_edge.max(1));
-                if let Some(p) = limits.max_pixels {
-                    assert!(s.pixels() <= p.max(1));
-                }
-                if let Some(e) = limits.max_short_edge {
-                    assert!(s.width.min(s.height) <= e.max(1));
-                }
-                assert!(s.width >= 1 && s.height >= 1);
+        let expected = [
+            (
+                OpenAiChat::INFO.image_limits,
+                [
+                    (1, 1),
+                    (2048, 1),
+                    (1, 2048),
+                    (1024, 768),
+                    (640, 427),
+                    (768, 768),
+                    (2048, 682),
+                ],
+            ),
+            (
+                AnthropicMessages::INFO.image_limits,
+                [
+                    (1, 1),
+                    (1568, 1),
+                    (1, 1568),
+                    (1238, 928),
+                    (640, 427),
+                    (1072, 1072),
+                    (1568, 522),
+                ],
+            ),
+            (
+                GeminiGenerate::INFO.image_limits,
+                [
+                    (1, 1),
+                    (3072, 1),
+                    (1, 3072),
+                    (3072, 2304),
+                    (640, 427),
+                    (2048, 2048),
+                    (3000, 1000),
+                ],
+            ),
+            (
+                OllamaChat::INFO.image_limits,
+                [
+                    (1, 1),
+                    (1536, 1),
+                    (1, 1536),
+                    (1536, 1152),
+                    (640, 427),
+                    (1536, 1536),
+                    (1536, 512),
+                ],
+            ),
+        ];
+        for (limits, want) in expected {
+            for ((w, h), (ew, eh)) in sizes.into_iter().zip(want) {
+                assert_eq!(
+                    limits.fit(ImageSize::new(w, h)),
+                    ImageSize::new(ew, eh),
+                    "{w}x{h} under {limits:?}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn prepared_images_have_the_fitted_size_and_scale() {
+        let img = RgbImage::from_fn(4000, 1000, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, 7])
+        });
+        let enc = prepare_image(&img, &AnthropicMessages::INFO.image_limits).unwrap();
+        let sent = ImageSize::new(1568, 392);
+        assert_eq!(
+            enc.scale,
+            ImageScale {
+                original: ImageSize::new(4000, 1000),
+                sent
+            }
+        );
+        assert_eq!(enc.mime, "image/png");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&enc.base64)
+            .unwrap();
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (1568, 392));
+        // The scale maps the sent image's corners back onto the original's.
+        let far = enc.scale.to_original(som_core::Point::new(1567, 391));
+        assert_eq!((far.x, far.y), (3997, 997));
+        // An image within the limits is sent as it is, byte for byte.
+        let small = RgbImage::from_fn(30, 20, |x, y| image::Rgb([x as u8, y as u8, 200]));
+        let enc = prepare_image(&small, &OpenAiChat::INFO.image_limits).unwrap();
+        assert_eq!(enc.scale.sent, enc.scale.original);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&enc.base64)
+            .unwrap();
+        assert_eq!(image::load_from_memory(&bytes).unwrap().to_rgb8(), small);
     }
 
     #[test]
@@ -260,6 +311,10 @@ mod tests {
             (decoded.width(), decoded.height()),
             (enc.scale.sent.width, enc.scale.sent.height)
         );
+        // The full-size JPEG is over the limit too, so the image was shrunk
+        // by 3/4 per step: 300×200 → 225×150 → 168×112 (the first to fit).
+        assert_eq!(enc.scale.sent, ImageSize::new(168, 112));
+        assert_eq!(enc.scale.original, ImageSize::new(300, 200));
         let impossible = ImageLimits {
             max_bytes: 10,
             ..limits

@@ -24,6 +24,10 @@
 //!   for `{"answer", "marks"}`) where the provider has it, with the text
 //!   parsed either way; images resized to each provider's [`ImageLimits`],
 //!   keeping the [`som_core::ImageScale`] back to the original.
+//! - [`providers`]: each provider API is one type implementing
+//!   [`ProviderApi`] (endpoint, headers, typed request and response bodies,
+//!   error reading, image limits); bring your own with
+//!   [`ClientConfig::for_api`].
 //! - [`ground_all`]: bounded-concurrency fan-out over many requests.
 //! - [`parse_marks`]: `[3]`, `[1, 2]`, `[1][2]`, `[3-5]`, `(c)`, `mark 3`,
 //!   `marks 3 and 5`, `click [12]`, JSON `{"marks": [3]}`; unknown labels are
@@ -76,28 +80,35 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod answer;
+mod blocking;
 mod client;
+mod config;
 mod error;
+mod fanout;
 mod http;
 mod image;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod parse;
 mod prompt;
-mod providers;
+pub mod providers;
 mod retry;
 mod secret;
+mod url;
 
-pub use client::{
-    ground_all, total_usage, BlockingClient, ClientConfig, LmmClient, MaxTokensField, OpenAiAuth, Provider,
-};
+pub use blocking::BlockingClient;
+pub use client::LmmClient;
+pub use config::ClientConfig;
 pub use error::{ApiError, LmmError, Result};
+pub use fanout::{ground_all, total_usage};
 pub use image::{prepare_image, EncodedImage, ImageLimits};
 pub use parse::{
     extract_labels, parse_lines, parse_marks, resolve, LabelKinds, LabelToken, LineMarks, ParsedMarks,
     UnknownMark, UnknownMarks, JSON_MARK_KEYS, MAX_LABELS, MAX_RANGE,
 };
 pub use prompt::{fill_template, PromptTemplates, Task};
+pub use providers::{Provider, ProviderApi};
 pub use retry::{is_retryable_status, retry_after, RetryPolicy};
 pub use secret::ApiKey;
 

@@ -133,14 +133,37 @@ impl RecordedRequest {
 
 #[derive(Debug)]
 struct Shared {
-    script: Mutex<VecDeque<MockResponse>>,
-    last: Mutex<Option<MockResponse>>,
+    script: Script<MockResponse>,
     requests: Mutex<Vec<RecordedRequest>>,
     stop: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Items played in order; once they are used up, the last one repeats.
+#[derive(Debug)]
+struct Script<T> {
+    /// The items not played yet, and the last one played.
+    state: Mutex<(VecDeque<T>, Option<T>)>,
+}
+
+impl<T: Clone> Script<T> {
+    fn new(items: Vec<T>) -> Self {
+        Self {
+            state: Mutex::new((items.into(), None)),
+        }
+    }
+
+    /// The next item; `None` only when the script was empty.
+    fn next(&self) -> Option<T> {
+        let mut state = lock(&self.state);
+        if let Some(item) = state.0.pop_front() {
+            state.1 = Some(item.clone());
+        }
+        state.1.clone()
+    }
 }
 
 /// The server; it stops when dropped.
@@ -160,8 +183,7 @@ impl MockServer {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            script: Mutex::new(script.into()),
-            last: Mutex::new(None),
+            script: Script::new(script),
             requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
@@ -224,19 +246,10 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
     }
-    let response = {
-        let next = lock(&shared.script).pop_front();
-        let mut last = lock(&shared.last);
-        match next {
-            Some(r) => {
-                *last = Some(r.clone());
-                r
-            }
-            None => last
-                .clone()
-                .unwrap_or_else(|| MockResponse::text(500, "mock server: empty script")),
-        }
-    };
+    let response = shared
+        .script
+        .next()
+        .unwrap_or_else(|| MockResponse::text(500, "mock server: empty script"));
     lock(&shared.requests).push(request);
     match response.behaviour {
         Behaviour::Hang => {
@@ -357,8 +370,7 @@ fn reason(status: u16) -> &'static str {
 /// ```
 #[derive(Debug)]
 pub struct ScriptedModel {
-    answers: Mutex<VecDeque<String>>,
-    last: Mutex<Option<String>>,
+    answers: Script<String>,
     calls: std::sync::atomic::AtomicUsize,
     usage: Option<som_core::Usage>,
 }
@@ -367,8 +379,7 @@ impl ScriptedModel {
     /// A model that answers `answers` in order.
     pub fn new(answers: Vec<String>) -> Self {
         Self {
-            answers: Mutex::new(answers.into()),
-            last: Mutex::new(None),
+            answers: Script::new(answers),
             calls: std::sync::atomic::AtomicUsize::new(0),
             usage: None,
         }
@@ -393,25 +404,15 @@ impl som_core::GroundingModel for ScriptedModel {
         request: &'a som_core::GroundingRequest<'a>,
     ) -> som_core::BoxFuture<'a, Result<som_core::GroundingAnswer, som_core::SomError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let next = lock(&self.answers).pop_front();
-        let text = {
-            let mut last = lock(&self.last);
-            match next {
-                Some(t) => {
-                    *last = Some(t.clone());
-                    t
-                }
-                None => last.clone().unwrap_or_default(),
-            }
-        };
-        let incoming = crate::providers::Incoming {
+        let text = self.answers.next().unwrap_or_default();
+        let reply = crate::providers::ApiReply {
             text,
             finish_reason: Some("stop".into()),
             usage: self.usage,
             model: Some("scripted".into()),
-            ..crate::providers::Incoming::default()
+            ..crate::providers::ApiReply::default()
         };
-        let answer = crate::client::interpret(incoming, request.marked);
+        let answer = crate::answer::interpret(reply, request.marked);
         Box::pin(async move { Ok(answer) })
     }
 

@@ -119,9 +119,23 @@ impl LabelKinds {
         kinds
     }
 
-    /// Longest letter run read as a label inside brackets.
-    fn bracket_letters(&self) -> usize {
-        self.max_letters.max(1)
+    /// These kinds with numbers read too: after a keyword (`mark 3`) or as a
+    /// whole answer, a number is a label even on a lettered image.
+    fn with_numbers(self) -> Self {
+        LabelKinds {
+            numbers: true,
+            ..self
+        }
+    }
+
+    /// What is read inside brackets: numbers, and letter runs up to the
+    /// longest mark text (at least one letter: `[a]` is cited as a label even
+    /// on a numbered image, and then reported as unknown).
+    fn in_brackets(self) -> Self {
+        LabelKinds {
+            numbers: true,
+            max_letters: self.max_letters.max(1),
+        }
     }
 }
 
@@ -407,9 +421,10 @@ fn json_value_labels(
         }),
         serde_json::Value::String(s) => {
             let trimmed = s.trim();
+            let bracketed = kinds.in_brackets();
             let wide = LabelKinds {
-                numbers: true,
-                max_letters: kinds.bracket_letters().max(trimmed.len().min(6)),
+                max_letters: bracketed.max_letters.max(trimmed.len().min(6)),
+                ..bracketed
             };
             match parse_list(trimmed, 0, wide, true) {
                 Some((items, _)) => out.extend(items.into_iter().map(|t| LabelToken {
@@ -464,11 +479,7 @@ fn whole_answer_list(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>>
         return None;
     }
     // Letters only count as a whole answer when the image is lettered.
-    let kinds = LabelKinds {
-        numbers: true,
-        max_letters: kinds.max_letters,
-    };
-    let (items, used) = parse_list(&answer[start..end], start, kinds, true)?;
+    let (items, used) = parse_list(&answer[start..end], start, kinds.with_numbers(), true)?;
     (used == end - start && !items.is_empty()).then_some(items)
 }
 
@@ -539,17 +550,11 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
                 let inner_start = i + open_len;
                 let inner = &answer[inner_start..inner_start + rel];
                 if inner.len() <= 200 {
-                    let bk = LabelKinds {
-                        numbers: true,
-                        max_letters: kinds.bracket_letters(),
-                    };
-                    if let Some((items, used)) = parse_list(strip_list_prefix(inner).1, 0, bk, true) {
-                        let (skip, body) = strip_list_prefix(inner);
+                    let (skip, body) = strip_list_prefix(inner);
+                    let listed = parse_list(body, inner_start + skip, kinds.in_brackets(), true);
+                    if let Some((items, used)) = listed {
                         if used == body.len() && !items.is_empty() {
-                            out.extend(items.into_iter().map(|t| LabelToken {
-                                label: t.label,
-                                span: inner_start + skip + t.span.start..inner_start + skip + t.span.end,
-                            }));
+                            out.extend(items);
                             i = inner_start + rel + close.len();
                             continue;
                         }
@@ -604,11 +609,7 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
                         continue;
                     }
                 }
-                let kk = LabelKinds {
-                    numbers: true,
-                    max_letters: kinds.max_letters,
-                };
-                if let Some((items, used)) = parse_list(&answer[j..], j, kk, false) {
+                if let Some((items, used)) = parse_list(&answer[j..], j, kinds.with_numbers(), false) {
                     if !items.is_empty() {
                         out.extend(items);
                         i = j + used;

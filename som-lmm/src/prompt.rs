@@ -165,12 +165,12 @@ impl PromptTemplates {
         };
         let mut all = mark_vars(marked);
         all.extend(vars);
-        fill(template, &all)
+        fill_template(template, &all)
     }
 
     /// The system message for `marked`.
     pub fn render_system(&self, marked: &MarkedImage) -> String {
-        fill(&self.system, &mark_vars(marked))
+        fill_template(&self.system, &mark_vars(marked))
     }
 
     /// A request for `task` on `marked`: rendered prompt plus system message.
@@ -198,24 +198,22 @@ fn mark_vars(marked: &MarkedImage) -> Vec<(&'static str, String)> {
 /// assert_eq!(fill_template("{a} and {b} {c}", &[("a", "{b}".into()), ("b", "2".into())]), "{b} and 2 {c}");
 /// ```
 pub fn fill_template(template: &str, vars: &[(&str, String)]) -> String {
-    fill(template, vars)
-}
-
-fn fill(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close) if vars.iter().any(|(k, _)| *k == &after[..close]) => {
-                let name = &after[..close];
-                if let Some((_, v)) = vars.iter().find(|(k, _)| *k == name) {
-                    out.push_str(v);
-                }
+        let var = after.find('}').and_then(|close| {
+            vars.iter()
+                .find(|(k, _)| *k == &after[..close])
+                .map(|(_, v)| (close, v))
+        });
+        match var {
+            Some((close, value)) => {
+                out.push_str(value);
                 rest = &after[close + 1..];
             }
-            _ => {
+            None => {
                 out.push('{');
                 rest = after;
             }

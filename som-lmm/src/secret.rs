@@ -55,3 +55,11 @@ impl fmt::Debug for ApiKey {
         f.write_str("ApiKey(<redacted>)")
     }
 }
+
+/// `text` with `key` scrubbed out, when there is a key.
+pub(crate) fn scrub(key: Option<&ApiKey>, text: &str) -> String {
+    match key {
+        Some(k) => k.scrub(text),
+        None => text.to_string(),
+    }
+}

@@ -529,7 +529,7 @@ fn missing_key_for_public_endpoints_names_the_variable() {
             }
             other => panic!("expected MissingKey, got {other:?}"),
         }
-        assert_eq!(provider.key_env(), Some(env));
+        assert_eq!(provider.api().info().key_envs.first(), Some(&env));
     }
     // Ollama and custom endpoints need no key.
     assert!(LmmClient::new(som_lmm::ClientConfig::new(Provider::Ollama, "m")).is_ok());

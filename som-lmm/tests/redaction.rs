@@ -126,7 +126,7 @@ async fn every_error_is_clean_even_when_the_server_echoes_the_key() {
     let empty = common::marked_with(0, som_core::LabelScheme::Letter, 1, 1);
     let tiny = som_lmm::ImageLimits {
         max_bytes: 1,
-        ..som_lmm::ImageLimits::OPENAI
+        ..som_lmm::providers::OpenAiChat::INFO.image_limits
     };
     let mut cfg = config(Provider::OpenAi, "m", &server.url());
     cfg.image_limits = Some(tiny);

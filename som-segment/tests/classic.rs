@@ -10,7 +10,7 @@ fn photo(name: &str) -> anyhow::Result<image::DynamicImage> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/images")
         .join(name);
-    Ok(image::open(path)?)
+    Ok(som_core::io::load_image(&path)?)
 }
 
 fn check(name: &str) -> anyhow::Result<()> {

@@ -2,11 +2,10 @@
 //! against the label maps written by `tools/fixtures/gen_felzenszwalb.py`
 //! (scikit-image 0.26, scale 100, sigma 0.5, min_size 50).
 //!
-//! On the four PNG photos the partitions are identical (ARI 1.0, every label
-//! equal). rocket.jpg scores about 0.96: `image`'s JPEG decoder and PIL's
-//! (libjpeg-turbo) differ by up to 2 levels on 0.7% of the channel values;
-//! fed the pixels `image` decodes, skimage returns exactly our partition
-//! (499 segments; checked when the fixtures were made).
+//! Photos are decoded with `som_core::io::load_image`, so rocket.jpg gets
+//! libjpeg-turbo's pixels (PIL's, which skimage was given): with them every
+//! photo's partition is identical (ARI 1.0, every label equal). With the
+//! `image` crate's JPEG decoder rocket.jpg scored about 0.96.
 
 use std::path::PathBuf;
 
@@ -30,7 +29,7 @@ fn reference_labels(stem: &str) -> anyhow::Result<(u32, u32, Vec<u32>)> {
 
 fn check(photo: &str) -> anyhow::Result<()> {
     let stem = photo.split('.').next().unwrap_or(photo);
-    let image = image::open(fixtures().join("images").join(photo))?;
+    let image = som_core::io::load_image(&fixtures().join("images").join(photo))?;
     let ours = felzenszwalb(&image, &FelzenszwalbParams::REFERENCE)?;
     let (w, h, theirs) = reference_labels(stem)?;
     assert_eq!((ours.size().width, ours.size().height), (w, h), "{photo}: size");

@@ -62,4 +62,19 @@ fn assert_fails_with(out: &Output, status: i32, needle: &str) {
     assert!(err.starts_with("som: error: "), "{err:?}");
     assert!(!err.contains("panicked"), "{err:?}");
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert_said_once(err.trim_end());
+}
+
+/// No clause of an error line (the parts between ": ") is said twice, and no
+/// clause repeats the end of the one before it.
+pub fn assert_said_once(line: &str) {
+    let clauses: Vec<&str> = line.split(": ").map(str::trim).collect();
+    for (i, a) in clauses.iter().enumerate() {
+        for b in &clauses[i + 1..] {
+            assert!(a != b, "{a:?} said twice in {line:?}");
+        }
+    }
+    for pair in clauses.windows(2) {
+        assert!(!pair[0].ends_with(pair[1]), "{:?} repeated in {line:?}", pair[1]);
+    }
 }
