@@ -69,6 +69,10 @@ pub use precomputed::{
 };
 
 #[cfg(feature = "torch")]
+mod device;
+#[cfg(feature = "torch")]
+pub use device::{Device, DeviceError};
+#[cfg(feature = "torch")]
 pub mod sam;
 #[cfg(feature = "torch")]
 pub mod torch;

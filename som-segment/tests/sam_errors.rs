@@ -221,6 +221,7 @@ fn segmenter_is_shareable_and_matches_the_generator() {
         amg,
         quiet: true,
         num_threads: Some(2),
+        ..SamSegmenterOptions::default()
     };
     let seg = SamSegmenter::new(tiny_sam_safetensors(), options).unwrap();
     let segmentation = seg.segment(&image::DynamicImage::ImageRgb8(image())).unwrap();

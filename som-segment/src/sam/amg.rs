@@ -497,7 +497,7 @@ impl AutomaticMaskGenerator {
         let (Some(plan), Some(shared)) = (decoder.plan, decoder.shared) else {
             let (low_res, iou) =
                 sam.predict_low_res(embedding, Some((&in_points, &in_labels)), None, None, true);
-            let iou = Vec::<f32>::try_from(&iou.flatten(0, 1))?;
+            let iou = Vec::<f32>::try_from(&iou.flatten(0, 1).f_to_device(tch::Device::Cpu)?)?;
             // The IoU filter needs no mask: apply it before any upscaling.
             let kept = iou_filter(&iou);
             let ctx = BatchContext {
@@ -526,7 +526,13 @@ impl AutomaticMaskGenerator {
         // the embedding cells that reach the image.
         let decoded = sam.decode_points_shared(shared, &in_points, &in_labels);
         let k_all = sam.mask_decoder().num_mask_tokens();
-        let iou = Vec::<f32>::try_from(&decoded.iou.narrow(1, 1, k_all - 1).flatten(0, 1))?;
+        let iou = Vec::<f32>::try_from(
+            &decoded
+                .iou
+                .narrow(1, 1, k_all - 1)
+                .flatten(0, 1)
+                .f_to_device(tch::Device::Cpu)?,
+        )?;
         let k = (k_all - 1) as usize;
         let kept = iou_filter(&iou);
         let mut prompts: Vec<i64> = kept.iter().map(|&i| (i / k) as i64).collect();

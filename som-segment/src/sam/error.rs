@@ -84,6 +84,9 @@ pub enum SamError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// The device asked for cannot be used here.
+    #[error(transparent)]
+    Device(#[from] crate::DeviceError),
     /// LibTorch reported an error (shapes are checked before every call that user input
     /// reaches, so this means a bug or an exhausted resource).
     #[error("libtorch failed")]

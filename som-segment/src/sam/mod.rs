@@ -83,6 +83,6 @@ pub use resize::{apply_coords, preprocess_shape, resize_longest_side};
 pub use sam::{
     ImageEmbedding, ImageEncoder, PointPrompt, Prediction, Prompt, Sam, MASK_THRESHOLD, MIN_IMAGE_SIDE,
 };
-pub use segmenter::{SamSegmenter, SamSegmenterOptions};
+pub use segmenter::{ObjectPrompt, SamPromptSegmenter, SamSegmenter, SamSegmenterOptions};
 pub use tiny_vit::{TinyViT, TinyVitConfig};
 pub use transformer::TwoWayTransformer;

@@ -201,8 +201,46 @@ impl Sam {
         Self::from_weights(&weights, config)
     }
 
+    /// Loads a checkpoint onto `device`: as [`Sam::load`] with `Some(model)`, as
+    /// [`Sam::load_detect`] with `None`.
+    ///
+    /// ```no_run
+    /// use som_segment::{sam::Sam, Device};
+    /// let sam = Sam::load_on("mobile_sam.pt", None, Device::Auto)?;
+    /// println!("{:?} on {:?}", sam.model(), sam.device());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As those, and [`SamError::Device`] for a device this LibTorch cannot use.
+    pub fn load_on(
+        path: impl AsRef<Path>,
+        model: Option<SamModel>,
+        device: crate::Device,
+    ) -> Result<Self, SamError> {
+        let device = device.resolve()?;
+        let weights = Weights::from_file(path)?;
+        let weights = if device == Device::Cpu {
+            weights
+        } else {
+            weights.to_device(device)?
+        };
+        match model {
+            Some(model) => Self::from_weights_of(&weights, model),
+            None => {
+                let config = SamConfig::infer(&weights)?;
+                Self::from_weights(&weights, config)
+            }
+        }
+    }
+
+    /// The device the model's parameters are on.
+    pub fn device(&self) -> Device {
+        self.pixel_mean.device()
+    }
+
     /// Builds the model from a state dict, checking every parameter's shape and that no
-    /// parameter is left over.
+    /// parameter is left over. The model runs where the state dict's tensors are.
     ///
     /// # Errors
     /// [`SamError::Config`], [`SamError::MissingWeight`], [`SamError::WeightShape`],
@@ -228,12 +266,13 @@ impl Sam {
         weights.check_all_used(&config.name)?;
         let mean: Vec<f32> = config.pixel_mean.iter().map(|&v| v as f32).collect();
         let std: Vec<f32> = config.pixel_std.iter().map(|&v| v as f32).collect();
+        let device = prompt_encoder.dense_pe().device();
         Ok(Sam {
             image_encoder,
             prompt_encoder,
             mask_decoder,
-            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]),
-            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]),
+            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]).to_device(device),
+            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]).to_device(device),
             config,
         })
     }
@@ -318,6 +357,7 @@ impl Sam {
         let _guard = tch::no_grad_guard();
         let (w, h) = (resized.width() as i64, resized.height() as i64);
         let t = Tensor::f_from_data_size(resized.as_raw(), &[h, w, 3], Kind::Uint8)?
+            .f_to_device(self.device())?
             .permute([2, 0, 1])
             .contiguous()
             .unsqueeze(0);
@@ -421,8 +461,10 @@ impl Sam {
             }
             let n = labels.len() as i64;
             points = Some((
-                Tensor::from_slice(&coords).view([1, n, 2]),
-                Tensor::from_slice(&labels).view([1, n]),
+                Tensor::from_slice(&coords)
+                    .view([1, n, 2])
+                    .to_device(self.device()),
+                Tensor::from_slice(&labels).view([1, n]).to_device(self.device()),
             ));
         }
         let mut boxes = None;
@@ -434,7 +476,11 @@ impl Sam {
             }
             let (ax, ay) = apply_coords(x0, y0, embedding.original_size, long);
             let (bx, by) = apply_coords(x1, y1, embedding.original_size, long);
-            boxes = Some(Tensor::from_slice(&[ax as f32, ay as f32, bx as f32, by as f32]).view([1, 4]));
+            boxes = Some(
+                Tensor::from_slice(&[ax as f32, ay as f32, bx as f32, by as f32])
+                    .view([1, 4])
+                    .to_device(self.device()),
+            );
         }
         let mut mask = None;
         if let Some(m) = &prompt.mask_input {
@@ -449,7 +495,11 @@ impl Sam {
                     "mask input has shape {size:?}, expected [{mh}, {mw}] low-res logits"
                 )));
             }
-            mask = Some(m.to_kind(Kind::Float).to_device(Device::Cpu).view([1, 1, mh, mw]));
+            mask = Some(
+                m.to_kind(Kind::Float)
+                    .to_device(self.device())
+                    .view([1, 1, mh, mw]),
+            );
         }
         let (masks, iou, low_res) = self.predict_torch(
             embedding,
@@ -466,7 +516,7 @@ impl Sam {
         for i in 0..k {
             out.push(mask_from_tensor(&masks.get(i), size)?);
         }
-        let iou_predictions = Vec::<f32>::try_from(&iou)?;
+        let iou_predictions = Vec::<f32>::try_from(&iou.f_to_device(Device::Cpu)?)?;
         Ok(Prediction {
             masks: out,
             iou_predictions,
@@ -477,6 +527,6 @@ impl Sam {
 
 /// A `(H, W)` bool tensor as a [`Mask`].
 pub(crate) fn mask_from_tensor(t: &Tensor, size: ImageSize) -> Result<Mask, SamError> {
-    let bytes = Vec::<u8>::try_from(&t.to_kind(Kind::Uint8).flatten(0, -1))?;
+    let bytes = Vec::<u8>::try_from(&t.to_kind(Kind::Uint8).flatten(0, -1).f_to_device(Device::Cpu)?)?;
     Mask::from_bytes(size, &bytes).map_err(|e| SamError::Image(e.to_string()))
 }

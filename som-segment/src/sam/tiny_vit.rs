@@ -197,16 +197,18 @@ impl ConvBn {
     fn load(vb: &Vb, a: i64, b: i64, ks: i64, stride: i64, pad: i64, groups: i64) -> Result<Self, SamError> {
         let c = vb.pp("c");
         let bn = vb.pp("bn");
+        let weight = c.get("weight", &[b, a / groups, ks, ks])?;
+        let bn_params = [
+            bn.get("weight", &[b])?,
+            bn.get("bias", &[b])?,
+            bn.get("running_mean", &[b])?,
+            bn.get("running_var", &[b])?,
+        ];
         // Read, so that strict loading accepts it; eval mode does not use it.
         let _ = bn.get("num_batches_tracked", &[])?;
         Ok(ConvBn {
-            weight: c.get("weight", &[b, a / groups, ks, ks])?,
-            bn: [
-                bn.get("weight", &[b])?,
-                bn.get("bias", &[b])?,
-                bn.get("running_mean", &[b])?,
-                bn.get("running_var", &[b])?,
-            ],
+            weight,
+            bn: bn_params,
             stride,
             pad,
             groups,
@@ -321,7 +323,7 @@ impl Attention {
         }
         let n = points.len() as i64;
         let biases = vb.get("attention_biases", &[num_heads, offsets.len() as i64])?;
-        let idx = Tensor::from_slice(&idxs).view([n, n]);
+        let idx = Tensor::from_slice(&idxs).view([n, n]).to_device(biases.device());
         let ab = biases.index(&[None::<Tensor>, Some(idx)]);
         Ok(Attention {
             norm: LayerNorm::load(&vb.pp("norm"), dim, LN_EPS)?,
