@@ -11,10 +11,15 @@
 #                                              each mutant rebuilds only them; default: all of the
 #                                              crate's tests, doctests included)
 #   MUTANTS_JOBS=2 tools/mutants.sh ...        parallel builds (default 1: the machine is shared)
+#   MUTANTS_ARGS="--in-place" tools/mutants.sh ...
+#                                              more cargo-mutants options (--in-place: mutate this
+#                                              checkout and reuse its target/, no scratch copy and no
+#                                              full rebuild per file; only in your own worktree)
 #
 # Each FILE gets its own results folder, target/mutants/<file with / as _>/mutants.out/
 # (caught.txt, missed.txt, timeout.txt, unviable.txt, outcomes.json), and a summary line.
-# cargo-mutants builds in a scratch copy of the workspace, so the checkout is never modified.
+# cargo-mutants builds in a scratch copy of the workspace, so the checkout is never modified
+# (unless MUTANTS_ARGS has --in-place).
 # Installs the pinned cargo-mutants when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +35,19 @@ if [ "${1:-}" = "--iterate" ]; then
     shift
 fi
 if [ "$#" -eq 0 ]; then
-    sed -n '2,18p' "$0"
+    sed -n '2,23p' "$0"
     exit 2
 fi
 
 test_args=()
 for a in ${MUTANTS_TESTS:-}; do
     test_args+=("--cargo-arg=$a")
+done
+jobs=(--jobs "${MUTANTS_JOBS:-1}")
+for a in ${MUTANTS_ARGS:-}; do
+    test_args+=("$a")
+    # An in-place run is one build at a time; cargo-mutants refuses --jobs with it.
+    [ "$a" = "--in-place" ] && jobs=()
 done
 
 status=0
@@ -48,7 +59,7 @@ for file in "$@"; do
     out="target/mutants/${file//\//_}"
     mkdir -p "$out"
     echo "==> cargo mutants on $file (results in $out/mutants.out)"
-    cargo mutants --file "$file" --output "$out" --jobs "${MUTANTS_JOBS:-1}" \
+    cargo mutants --file "$file" --output "$out" "${jobs[@]}" \
         --test-workspace=false "${extra[@]}" "${test_args[@]}" || status=$?
     dir="$out/mutants.out"
     count() { [ -f "$dir/$1.txt" ] && wc -l <"$dir/$1.txt" | tr -d ' ' || echo 0; }

@@ -8,6 +8,7 @@
 mod ask;
 mod io;
 mod mark;
+mod maskdino_args;
 mod model_args;
 mod provider_args;
 mod sam_args;

@@ -37,6 +37,8 @@ pub enum SegmenterKind {
     Boxes,
     /// SAM's automatic mask generator on LibTorch (--checkpoint PATH; needs the torch feature).
     Sam,
+    /// MaskDINO instance / panoptic masks with COCO class names (--checkpoint PATH; needs the torch feature).
+    Maskdino,
 }
 
 /// Box coordinate formats for `--box-format`.
@@ -100,6 +102,9 @@ pub struct SegmenterArgs {
     /// SAM options (`--segmenter sam`).
     #[command(flatten)]
     pub sam: crate::sam_args::SamArgs,
+    /// MaskDINO options (`--segmenter maskdino`).
+    #[command(flatten)]
+    pub maskdino: crate::maskdino_args::MaskdinoArgs,
 }
 
 /// A segmenter built from the options, and how long loading its model took
@@ -136,7 +141,7 @@ impl SegmenterArgs {
                 if self.model.first_given().is_some() =>
             {
                 bail!(
-                    "{} is for segmenters with weights (--segmenter sam); --segmenter {} has none",
+                    "{} is for segmenters with weights (--segmenter sam or maskdino); --segmenter {} has none",
                     self.model.first_given().unwrap_or_default(),
                     kind_name(kind)
                 )
@@ -145,6 +150,7 @@ impl SegmenterArgs {
             | SegmenterKind::Felzenszwalb
             | SegmenterKind::Regions
             | SegmenterKind::Boxes
+            | SegmenterKind::Maskdino
                 if self.sam.first_prompt_given().is_some() =>
             {
                 bail!(
@@ -153,7 +159,10 @@ impl SegmenterArgs {
                     kind_name(kind)
                 )
             }
-            SegmenterKind::Classic | SegmenterKind::Felzenszwalb | SegmenterKind::Sam
+            SegmenterKind::Classic
+            | SegmenterKind::Felzenszwalb
+            | SegmenterKind::Sam
+            | SegmenterKind::Maskdino
                 if self.regions.is_some() || self.boxes.is_some() =>
             {
                 bail!(
@@ -161,6 +170,11 @@ impl SegmenterArgs {
                     kind_name(kind)
                 )
             }
+            k if k != SegmenterKind::Maskdino && self.maskdino.first_given().is_some() => bail!(
+                "{} is for --segmenter maskdino, not --segmenter {}",
+                self.maskdino.first_given().unwrap_or_default(),
+                kind_name(kind)
+            ),
             _ => Ok(kind),
         }
     }
@@ -245,6 +259,13 @@ impl SegmenterArgs {
                 };
                 let (segmenter, t) =
                     StageTiming::measure("load_model", || self.sam.build(&self.model, box_format));
+                return Ok(BuiltSegmenter {
+                    segmenter: segmenter?,
+                    load_model: Some(t),
+                });
+            }
+            SegmenterKind::Maskdino => {
+                let (segmenter, t) = StageTiming::measure("load_model", || self.maskdino.build(&self.model));
                 return Ok(BuiltSegmenter {
                     segmenter: segmenter?,
                     load_model: Some(t),

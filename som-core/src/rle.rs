@@ -146,6 +146,71 @@ impl Rle {
         self.counts.iter().skip(1).step_by(2).map(|&c| c as u64).sum()
     }
 
+    /// The union of two masks of the same image, computed on the runs without
+    /// decoding either: pycocotools' `merge(…, intersect=False)`, with the same
+    /// counts (runs after the first are never empty).
+    ///
+    /// # Errors
+    /// [`SomError::MaskSize`] when the two cover images of different sizes.
+    ///
+    /// ```
+    /// use som_core::{ImageSize, Rle};
+    /// let size = ImageSize::new(2, 3);
+    /// let a = Rle::from_counts(size, vec![0, 2, 4])?; // the top two pixels of column 0
+    /// let b = Rle::from_counts(size, vec![1, 3, 2])?; // from (0, 1) to (1, 0), column-major
+    /// assert_eq!(a.union(&b)?.counts(), &[0, 4, 2]);
+    /// # Ok::<(), som_core::SomError>(())
+    /// ```
+    pub fn union(&self, other: &Rle) -> Result<Rle, SomError> {
+        if self.size != other.size {
+            return Err(SomError::MaskSize {
+                expected: self.size,
+                found: format!("an RLE of {}", other.size),
+            });
+        }
+        let (mut a, mut b) = (self.ones().peekable(), other.ones().peekable());
+        let mut counts = Vec::with_capacity(self.counts.len() + other.counts.len());
+        // The open run of ones, and where the last run written ends.
+        let mut open: Option<(u64, u64)> = None;
+        let mut written = 0u64;
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, _) => b.next(),
+            };
+            match (open, next) {
+                (Some((s, e)), Some((ns, ne))) if ns <= e => open = Some((s, e.max(ne))),
+                (Some((s, e)), _) => {
+                    counts.push((s - written) as u32);
+                    counts.push((e - s) as u32);
+                    written = e;
+                    open = next;
+                }
+                (None, _) => open = next,
+            }
+            if open.is_none() {
+                break;
+            }
+        }
+        let total = self.size.pixels();
+        if written < total {
+            counts.push((total - written) as u32);
+        }
+        Ok(Self::from_counts_unchecked(self.size, counts))
+    }
+
+    /// The runs of ones as `[start, end)` positions in column-major order.
+    fn ones(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut pos = 0u64;
+        self.counts.iter().enumerate().filter_map(move |(i, &c)| {
+            let start = pos;
+            pos += c as u64;
+            (i % 2 == 1 && c > 0).then_some((start, pos))
+        })
+    }
+
     /// Tight bounding box of the inside pixels.
     pub fn bbox(&self) -> BBox {
         let h = self.size.height as u64;
@@ -179,7 +244,7 @@ impl Rle {
     }
 }
 
-fn check_size(size: ImageSize) -> Result<(), SomError> {
+pub(crate) fn check_size(size: ImageSize) -> Result<(), SomError> {
     if size.pixels() > u32::MAX as u64 {
         return Err(SomError::Rle(format!(
             "a {size} image has more pixels than COCO RLE can address"

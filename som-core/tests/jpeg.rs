@@ -146,6 +146,7 @@ fn colour_spaces_match_pil() {
 fn extreme_qualities_match_pil() {
     check("quality_100");
     check("quality_5");
+    check("quant_16bit");
 }
 
 #[test]
@@ -245,6 +246,27 @@ fn limits_are_checked_before_allocating() {
         matches!(e, som_core::jpeg::JpegError::TooMuchMemory { .. }),
         "{e}"
     );
+}
+
+#[test]
+fn the_number_of_scans_is_limited() {
+    // The last scan of a progressive file, repeated: each repetition is a
+    // valid (if pointless) scan that visits every block.
+    let bytes = fixture_bytes("progressive_grayscale");
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).expect("a scan");
+    let body = &bytes[last_scan..bytes.len() - 2];
+    let mut file = bytes[..bytes.len() - 2].to_vec();
+    for _ in 0..300 {
+        file.extend_from_slice(body);
+    }
+    file.extend_from_slice(&[0xFF, 0xD9]);
+    let e = one_line_error(&file);
+    assert_eq!(e, "unsupported JPEG: more than 256 scans");
+    // A few repetitions are fine.
+    let mut few = bytes[..bytes.len() - 2].to_vec();
+    few.extend_from_slice(body);
+    few.extend_from_slice(&[0xFF, 0xD9]);
+    assert!(decode(&few, &LIMITS).is_ok());
 }
 
 #[test]

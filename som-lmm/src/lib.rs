@@ -95,6 +95,8 @@ mod prompt;
 pub mod providers;
 mod retry;
 mod secret;
+#[cfg(test)]
+mod testing;
 mod url;
 
 pub use blocking::BlockingClient;

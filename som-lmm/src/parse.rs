@@ -99,7 +99,10 @@ impl ParsedMarks {
 /// What labels look like on an image, so prose is not mistaken for marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LabelKinds {
-    /// Whether some mark text is a number.
+    /// Whether some mark text is a number. Only a parenthesised label
+    /// (`(3)`) needs it: in brackets, after a keyword, as a whole answer or in
+    /// JSON a number is always read, so a number cited on a lettered image is
+    /// reported as unknown rather than dropped.
     pub numbers: bool,
     /// The length of the longest letter mark text (0 when no mark is lettered).
     pub max_letters: usize,
@@ -119,22 +122,13 @@ impl LabelKinds {
         kinds
     }
 
-    /// These kinds with numbers read too: after a keyword (`mark 3`) or as a
-    /// whole answer, a number is a label even on a lettered image.
-    fn with_numbers(self) -> Self {
-        LabelKinds {
-            numbers: true,
-            ..self
-        }
-    }
-
-    /// What is read inside brackets: numbers, and letter runs up to the
-    /// longest mark text (at least one letter: `[a]` is cited as a label even
-    /// on a numbered image, and then reported as unknown).
+    /// What is read inside brackets: letter runs up to the longest mark text,
+    /// and at least one letter (`[a]` is cited as a label even on a numbered
+    /// image, and then reported as unknown).
     fn in_brackets(self) -> Self {
         LabelKinds {
-            numbers: true,
             max_letters: self.max_letters.max(1),
+            ..self
         }
     }
 }
@@ -478,8 +472,9 @@ fn whole_answer_list(answer: &str, kinds: LabelKinds) -> Option<Vec<LabelToken>>
     if start >= end {
         return None;
     }
-    // Letters only count as a whole answer when the image is lettered.
-    let (items, used) = parse_list(&answer[start..end], start, kinds.with_numbers(), true)?;
+    // Letters only count as a whole answer when the image is lettered
+    // (`max_letters` is 0 otherwise).
+    let (items, used) = parse_list(&answer[start..end], start, kinds, true)?;
     (used == end - start && !items.is_empty()).then_some(items)
 }
 
@@ -609,7 +604,7 @@ fn scan(answer: &str, kinds: LabelKinds) -> Vec<LabelToken> {
                         continue;
                     }
                 }
-                if let Some((items, used)) = parse_list(&answer[j..], j, kinds.with_numbers(), false) {
+                if let Some((items, used)) = parse_list(&answer[j..], j, kinds, false) {
                     if !items.is_empty() {
                         out.extend(items);
                         i = j + used;
@@ -890,6 +885,7 @@ fn normalise(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::marked;
 
     const NUM: LabelKinds = LabelKinds {
         numbers: true,
@@ -1034,5 +1030,137 @@ mod tests {
             let _ = labels(s, NUM);
             let _ = labels(s, LET);
         }
+    }
+
+    #[test]
+    fn label_kinds_come_from_the_mark_texts() {
+        let kinds = |texts: &[&str]| LabelKinds::of(&marked(texts));
+        assert_eq!(
+            kinds(&["1", "12"]),
+            LabelKinds {
+                numbers: true,
+                max_letters: 0
+            }
+        );
+        // Empty, mixed and non-ASCII texts are neither numbers nor letters.
+        assert_eq!(
+            kinds(&["ab", "c", "", "x1", "é"]),
+            LabelKinds {
+                numbers: false,
+                max_letters: 2
+            }
+        );
+        assert_eq!(
+            kinds(&["", "7"]),
+            LabelKinds {
+                numbers: true,
+                max_letters: 0
+            }
+        );
+        assert_eq!(kinds(&[]), LabelKinds::default());
+    }
+
+    #[test]
+    fn unknown_marks_are_listed_once_each_where_first_cited() {
+        let answer = "[7], [1] and [9], again [7]";
+        let parsed = parse_marks(answer, &marked(&["1", "2"]));
+        assert_eq!(parsed.marks.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+        let e = parsed.into_result().unwrap_err();
+        assert_eq!(e.to_string(), "the answer cites marks that do not exist: 7, 9");
+        let spans: Vec<&str> = e.0.iter().map(|u| &answer[u.span.clone()]).collect();
+        assert_eq!(spans, ["7", "9"]);
+        assert_eq!(e.0[0].span, 1..2);
+        let ok = parse_marks("[2] then [1]", &marked(&["1", "2"]))
+            .into_result()
+            .unwrap();
+        assert_eq!(
+            ok.iter().map(|m| (m.id, m.region)).collect::<Vec<_>>(),
+            [(2, 1), (1, 0)]
+        );
+    }
+
+    #[test]
+    fn lines_are_read_one_by_one() {
+        let m = marked(&["1", "2", "3"]);
+        let answer = "Here you go:\n[1] cup\n\n[2][9] table\n- a saucer: [3]\nnothing here";
+        let got: Vec<(usize, String, Vec<u32>, Vec<String>)> = parse_lines(answer, &m)
+            .into_iter()
+            .map(|l| {
+                let ids = l.marks.marks.iter().map(|r| r.id).collect();
+                (l.line, l.text, ids, l.marks.unknown_labels())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "cup".to_string(), vec![1], vec![]),
+                (3, "table".to_string(), vec![2], vec!["9".to_string()]),
+                (4, "a saucer".to_string(), vec![3], vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn range_limits_are_exact() {
+        // A range of up to MAX_RANGE labels is expanded; one more is reported whole.
+        let labels_of = |s: &str| labels(s, NUM);
+        let thousand = labels_of("[1-1000]");
+        assert_eq!(thousand.len(), 1000);
+        assert_eq!((thousand[0].as_str(), thousand[999].as_str()), ("1", "1000"));
+        assert_eq!(labels_of("[0-1000]"), ["0-1000"]);
+        assert_eq!(labels_of("[5-5]"), ["5"]);
+        assert_eq!(labels_of("[6-5]"), ["6-5"]);
+        assert_eq!(labels("[y-ab]", LET), ["y", "z", "aa", "ab"]);
+        assert_eq!(labels("[a-1]", LET), Vec::<String>::new());
+    }
+
+    #[test]
+    fn json_search_limits_are_exact() {
+        // `{"marks": 3}` is only visible as JSON (the scan does not read it).
+        let tail = r#"{"marks": 3}"#;
+        assert_eq!(labels(tail, NUM), ["3"]);
+        // At most 16 balanced blocks are tried…
+        let blocks = |n: usize| format!("{}{tail}", r#"{"a": 1} "#.repeat(n));
+        assert_eq!(labels(&blocks(15), NUM), ["3"]);
+        assert!(labels(&blocks(16), NUM).is_empty());
+        // …from at most 64 opening braces.
+        let strays = |n: usize| format!("{}{tail}", "{ ".repeat(n));
+        assert_eq!(labels(&strays(63), NUM), ["3"]);
+        assert!(labels(&strays(64), NUM).is_empty());
+        // Mark keys are looked for up to 8 objects deep, values up to 8 lists deep.
+        let nested = |n: usize| format!("{}{tail}{}", r#"{"a": "#.repeat(n), "}".repeat(n));
+        assert_eq!(labels(&nested(8), NUM), ["3"]);
+        assert!(labels(&nested(9), NUM).is_empty());
+        let lists = |n: usize| format!(r#"{{"marks": {}3{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(labels(&lists(8), NUM), ["3"]);
+        assert!(labels(&lists(9), NUM).is_empty());
+    }
+
+    #[test]
+    fn labels_are_normalised() {
+        for (raw, want) in [
+            ("007", "7"),
+            ("000", "0"),
+            ("#12", "12"),
+            (" B ", "b"),
+            ("3.0", "3"),
+            ("3.5", "3.5"),
+            ("1e3", "1e3"),
+            ("2000000000.0", "2000000000.0"),
+        ] {
+            assert_eq!(normalise(raw), want, "{raw:?}");
+        }
+        assert_eq!(labels(r#"{"marks": [3.0, "04", " C "]}"#, LET), ["3", "4", "c"]);
+    }
+
+    #[test]
+    fn spans_inside_prefixed_brackets_point_at_the_labels() {
+        let s = "see [marks: 12, 4-5] and 【mark 7】";
+        let got: Vec<(String, &str)> = extract_labels(s, NUM)
+            .into_iter()
+            .map(|t| (t.label, &s[t.span]))
+            .collect();
+        let want = [("12", "12"), ("4", "4-5"), ("5", "4-5"), ("7", "7")];
+        assert_eq!(got, want.map(|(l, s)| (l.to_string(), s)));
     }
 }

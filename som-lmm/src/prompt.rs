@@ -226,21 +226,7 @@ pub fn fill_template(template: &str, vars: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::RgbImage;
-    use som_core::{BBox, ImageSize, Mark, Point, Region, Segmentation};
-
-    fn marked(texts: &[&str]) -> MarkedImage {
-        let regions = (0..texts.len())
-            .map(|i| Region::from_box(i as u64, BBox::new(0, 0, 2, 2)))
-            .collect();
-        let seg = Segmentation::new(ImageSize::new(8, 8), regions).unwrap();
-        let marks = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Mark::new(i as u32 + 1, *t, Point::new(0, 0), i, BBox::new(0, 0, 1, 1)))
-            .collect();
-        MarkedImage::new(RgbImage::new(8, 8), marks, seg).unwrap()
-    }
+    use crate::testing::marked;
 
     #[test]
     fn every_task_fills_its_placeholders() {

@@ -72,6 +72,10 @@ pub enum SegmentError {
     #[cfg(feature = "torch")]
     #[error(transparent)]
     Sam(#[from] crate::sam::SamError),
+    /// An error of the MaskDINO port (checkpoint, config, image, LibTorch).
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    MaskDino(#[from] crate::maskdino::MaskDinoError),
 }
 
 /// `Result` with [`SegmentError`] as the default error.
@@ -103,7 +107,7 @@ impl SegmentError {
 
 /// A segmenter's error reaches the pipeline as [`SomError::Segment`] with the
 /// segmenter's own error as its source: a `SegmentError`, or for SAM the
-/// [`crate::sam::SamError`] itself. Errors that already are `SomError`s (a
+/// `som_segment::sam::SamError` itself. Errors that already are `SomError`s (a
 /// malformed regions JSON) pass through unchanged.
 impl From<SegmentError> for SomError {
     fn from(e: SegmentError) -> Self {
@@ -111,6 +115,8 @@ impl From<SegmentError> for SomError {
             SegmentError::Core(inner) => inner,
             #[cfg(feature = "torch")]
             SegmentError::Sam(inner) => SomError::segment(inner),
+            #[cfg(feature = "torch")]
+            SegmentError::MaskDino(inner) => SomError::segment(inner),
             other => SomError::segment(other),
         }
     }

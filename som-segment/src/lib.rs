@@ -17,7 +17,8 @@
 //!   annotation files, SAM automatic-mask-generator output, PNG label maps
 //!   and folders of PNG masks; [`Boxes`] turns a JSON list of boxes into
 //!   box-only regions;
-//! - want SAM itself on LibTorch: enable the `torch` feature.
+//! - want SAM or MaskDINO (instance / panoptic masks with COCO class names) on
+//!   LibTorch: enable the `torch` feature.
 //!
 //! If you only consume regions (allocation, rendering, evaluation), you need
 //! `som-core` alone. Every segmenter here implements
@@ -27,7 +28,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `torch` | no | SAM (ViT-B/L/H, automatic mask generator) on LibTorch through `tch`; needs a LibTorch install (see the repository's `tools/setup-libtorch.sh`) |
+//! | `torch` | no | SAM (ViT-B/L/H, automatic mask generator) and MaskDINO (R50 / Swin-L, instance, panoptic, semantic) on LibTorch through `tch`; needs a LibTorch install (see the repository's `tools/setup-libtorch.sh`) |
 //!
 //! Without features the crate is pure Rust (`image`, `rayon`, `serde_json`).
 //!
@@ -72,6 +73,8 @@ pub use precomputed::{
 mod device;
 #[cfg(feature = "torch")]
 pub use device::{Device, DeviceError};
+#[cfg(feature = "torch")]
+pub mod maskdino;
 #[cfg(feature = "torch")]
 pub mod sam;
 #[cfg(feature = "torch")]

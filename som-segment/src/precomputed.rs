@@ -158,6 +158,7 @@ impl Precomputed {
                 let options = ReadOptions {
                     image_size: Some(size),
                     image: image.clone(),
+                    ..Default::default()
                 };
                 let (_, seg) = read_regions_with(&text, &options).map_err(|e| match e {
                     SomError::MaskSize { expected, found } => SegmentError::format(

@@ -45,6 +45,20 @@ impl<'a> BitReader<'a> {
     fn fill(&mut self) -> Result<()> {
         const WHERE: &str = "inside entropy-coded data";
         while self.count <= FILL_BITS - 8 && self.marker.is_none() {
+            // Fast path: the next 8 bytes hold no FF, so the bytes that fit
+            // are plain data.
+            if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+                let word = u64::from_be_bytes(chunk.try_into().unwrap_or([0xFF; 8]));
+                let inverted = !word;
+                let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101) & word & 0x8080_8080_8080_8080;
+                if has_ff == 0 {
+                    let n = (FILL_BITS - self.count) / 8;
+                    self.buffer = self.buffer << (8 * n) | word >> (64 - 8 * n);
+                    self.count += 8 * n;
+                    self.pos += n as usize;
+                    continue;
+                }
+            }
             let mut byte = *self.data.get(self.pos).ok_or(JpegError::Truncated(WHERE))?;
             self.pos += 1;
             if byte == 0xFF {
@@ -125,6 +139,26 @@ impl<'a> BitReader<'a> {
             }
         }
         self.decode_slow(table)
+    }
+
+    /// An AC symbol and its value in one step, when both lie in the next
+    /// [`LOOKAHEAD`] real bits (the usual case): `(run, value)`. `None` leaves
+    /// the reader untouched for [`decode`](Self::decode).
+    #[inline(always)]
+    pub(crate) fn fast_ac(&mut self, table: &HuffmanTable) -> Result<Option<(usize, i32)>> {
+        if self.count < LOOKAHEAD {
+            self.fill()?;
+            if self.count < LOOKAHEAD {
+                return Ok(None);
+            }
+        }
+        let look = (self.buffer >> (self.count - LOOKAHEAD)) as usize & ((1 << LOOKAHEAD) - 1);
+        let entry = table.fast_ac[look];
+        if entry == 0 {
+            return Ok(None);
+        }
+        self.count -= (entry & 0xFF) as u32;
+        Ok(Some((((entry >> 8) & 0xFF) as usize, entry >> 16)))
     }
 
     /// Bit-by-bit decoding (Annex F.2.2.3), for long codes and near markers.

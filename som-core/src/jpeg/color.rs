@@ -10,6 +10,11 @@ const FIX_1_40200: i32 = 91881;
 const FIX_1_77200: i32 = 116130;
 const FIX_0_71414: i32 = 46802;
 const FIX_0_34414: i32 = 22554;
+/// The parts of the constants below 2^16, for 16-bit multiplies:
+/// 91881 = 2^16 + 26345, 116130 = 2^17 - 14942, 46802 = 2^16 - 18734.
+const CR_R_LOW: i16 = (FIX_1_40200 - (1 << 16)) as i16;
+const CB_B_LOW: i16 = (FIX_1_77200 - (1 << 17)) as i16;
+const CR_G_LOW: i32 = (1 << 16) - FIX_0_71414;
 
 /// The four lookup tables, indexed by a Cb or Cr sample.
 pub(crate) struct YccTables {
@@ -58,8 +63,12 @@ impl YccTables {
     }
 }
 
-/// One row of YCbCr samples to interleaved RGB. The table lookups are
-/// computed instead (the same integers), so the loop vectorises.
+/// One row of YCbCr samples to interleaved RGB. The table entries are
+/// computed instead, with the same integer results, in a form that
+/// vectorises with 16-bit lanes where it can: for `x = Cr - 128`,
+/// `(91881·x + 2^15) >> 16 = x + ((((2x·26345) >> 16) + 1) >> 1)` (the
+/// rounding survives the halving), the same for Cb with 116130 =
+/// 2^17 - 14942; the green term stays 32-bit.
 pub(crate) fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
     const CHUNK: usize = 64;
     let n = out.len() / 3;
@@ -74,10 +83,15 @@ pub(crate) fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
             .zip(&cb[start..start + len])
             .zip(&cr[start..start + len]);
         for (((r, g), b), ((&y, &cb), &cr)) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).zip(samples) {
-            let (y, x_cb, x_cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
-            *r = clamp(y + ((FIX_1_40200 * x_cr + ONE_HALF) >> SCALEBITS));
-            *g = clamp(y + ((-FIX_0_34414 * x_cb + ONE_HALF - FIX_0_71414 * x_cr) >> SCALEBITS));
-            *b = clamp(y + ((FIX_1_77200 * x_cb + ONE_HALF) >> SCALEBITS));
+            let (y, x_cb, x_cr) = (i16::from(y), i16::from(cb) - 128, i16::from(cr) - 128);
+            let mulhi = |a: i16, b: i16| ((i32::from(a) * i32::from(b)) >> 16) as i16;
+            let r_off = x_cr + ((mulhi(2 * x_cr, CR_R_LOW) + 1) >> 1);
+            let b_off = 2 * x_cb + ((mulhi(2 * x_cb, CB_B_LOW) + 1) >> 1);
+            let t = -FIX_0_34414 * i32::from(x_cb) + CR_G_LOW * i32::from(x_cr);
+            let g_off = -x_cr + ((t + ONE_HALF) >> SCALEBITS) as i16;
+            *r = (y + r_off).clamp(0, 255) as u8;
+            *g = (y + g_off).clamp(0, 255) as u8;
+            *b = (y + b_off).clamp(0, 255) as u8;
         }
         let pixels = out[3 * start..3 * (start + len)].chunks_exact_mut(3);
         for (px, ((&r, &g), &b)) in pixels.zip(r.iter().zip(&g).zip(&b)) {
@@ -128,12 +142,20 @@ mod tests {
 
     #[test]
     fn computed_conversion_equals_the_tables() {
-        for cb in 0..=255u8 {
-            for cr in 0..=255u8 {
-                let mut out = [0u8; 3];
-                ycc_to_rgb(&[100], &[cb], &[cr], &mut out);
-                let (r, g, b) = YCC.offsets(cb, cr);
-                assert_eq!(out, [clamp(100 + r), clamp(100 + g), clamp(100 + b)]);
+        for y in [0u8, 1, 100, 128, 254, 255] {
+            for cb in 0..=255u8 {
+                let cr: Vec<u8> = (0..=255).collect();
+                let mut out = vec![0u8; 3 * 256];
+                ycc_to_rgb(&[y; 256], &[cb; 256], &cr, &mut out);
+                for (px, &cr) in out.chunks(3).zip(&cr) {
+                    let (r, g, b) = YCC.offsets(cb, cr);
+                    let yv = i32::from(y);
+                    assert_eq!(
+                        px,
+                        [clamp(yv + r), clamp(yv + g), clamp(yv + b)],
+                        "y {y} cb {cb} cr {cr}"
+                    );
+                }
             }
         }
     }

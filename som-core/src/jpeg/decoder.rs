@@ -12,9 +12,11 @@ use super::scan::{self, Progress, ScanEnd, Target};
 use super::upsample::Plane;
 use super::Limits;
 
-/// The most scans a file may have (a progressive JPEG has about ten; the
-/// limit stops files that would make every block be visited endlessly).
-pub(crate) const MAX_SCANS: usize = 1000;
+/// The most scans a file may have. Encoders write about ten for a
+/// progressive JPEG; every scan may visit every block, so the limit bounds
+/// the work a small crafted file can ask for (libjpeg has none; its `djpeg`
+/// offers `-maxscans` for this).
+pub(crate) const MAX_SCANS: usize = 256;
 
 /// How the coefficients are kept, decided at the first scan as libjpeg
 /// decides it.

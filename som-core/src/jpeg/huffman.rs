@@ -29,6 +29,10 @@ pub(crate) struct HuffmanTable {
     /// Symbol index minus code, per length.
     pub valoffset: [i32; 18],
     pub values: [u8; 256],
+    /// For AC tables, indexed like `lookup`: when a code and the value bits
+    /// it announces both fit in the lookahead, `value << 16 | run << 8 |
+    /// bits used`; else 0.
+    pub fast_ac: [i32; 1 << LOOKAHEAD],
 }
 
 impl HuffmanTable {
@@ -41,6 +45,7 @@ impl HuffmanTable {
             maxcode,
             valoffset: [0; 18],
             values: [0; 256],
+            fast_ac: [0; 1 << LOOKAHEAD],
         }
     }
 
@@ -99,11 +104,29 @@ impl HuffmanTable {
         if is_dc && values[..total].iter().any(|&s| s > 15) {
             return Err(bad());
         }
+        let mut fast_ac = [0i32; 1 << LOOKAHEAD];
+        if !is_dc {
+            for (look, fast) in fast_ac.iter_mut().enumerate() {
+                let entry = lookup[look];
+                let (length, rs) = (u32::from(entry >> 8), entry & 0xFF);
+                let (run, size) = (i32::from(rs >> 4), u32::from(rs & 15));
+                if entry != 0 && size != 0 && length + size <= LOOKAHEAD {
+                    let bits = (look as i32 >> (LOOKAHEAD - length - size)) & ((1 << size) - 1);
+                    let value = if bits < 1 << (size - 1) {
+                        bits - (1 << size) + 1
+                    } else {
+                        bits
+                    };
+                    *fast = value << 16 | run << 8 | (length + size) as i32;
+                }
+            }
+        }
         Ok(HuffmanTable {
             lookup,
             maxcode,
             valoffset,
             values,
+            fast_ac,
         })
     }
 }

@@ -124,13 +124,50 @@ pub(crate) fn idct_block(coef: &[i16; 64], quant: &[u16; 64], out: &mut [u8], st
     } else {
         pass8(&deq, CONST_BITS - PASS1_BITS)
     };
-    // Pass 2 works on rows: lanes are rows, inputs the columns.
-    let result = transpose(&pass8(&transpose(&ws), CONST_BITS + PASS1_BITS + 3));
-    for (row, values) in out.chunks_mut(stride).take(8).zip(&result) {
-        for (o, &x) in row[..8].iter_mut().zip(values) {
-            *o = pixel(x);
+    // Pass 2 works on rows: lanes are rows, inputs the columns; its outputs
+    // are samples by column, turned into rows.
+    let columns = pass8_samples(&transpose(&ws));
+    for (row, word) in out.chunks_mut(stride).take(8).zip(transpose_bytes(columns)) {
+        row[..8].copy_from_slice(&word.to_le_bytes());
+    }
+}
+
+/// Pass 2 of eight rows side by side, each output a sample; output `k` of
+/// every row packed in one word (row `l` in byte `l`).
+#[inline(always)]
+fn pass8_samples(v: &[[i16; 8]; 8]) -> [u64; 8] {
+    let mut out = [[0u8; 8]; 8];
+    for l in 0..8 {
+        let o = pass(std::array::from_fn(|k| v[k][l]), CONST_BITS + PASS1_BITS + 3);
+        for (column, &x) in out.iter_mut().zip(&o) {
+            column[l] = pixel(x);
         }
     }
+    out.map(u64::from_le_bytes)
+}
+
+/// Transposes an 8x8 byte matrix held as eight words (byte `c` of word `r`
+/// is element `(r, c)`) by swapping 4x4, 2x2, then 1x1 blocks.
+fn transpose_bytes(mut w: [u64; 8]) -> [u64; 8] {
+    const LO32: u64 = 0x0000_0000_FFFF_FFFF;
+    const M16: u64 = 0x0000_FFFF_0000_FFFF;
+    const M8: u64 = 0x00FF_00FF_00FF_00FF;
+    for r in 0..4 {
+        let (a, b) = (w[r], w[r + 4]);
+        w[r] = (a & LO32) | (b << 32);
+        w[r + 4] = (a >> 32) | (b & !LO32);
+    }
+    for r in [0, 1, 4, 5] {
+        let (a, b) = (w[r], w[r + 2]);
+        w[r] = (a & M16) | ((b & M16) << 16);
+        w[r + 2] = ((a >> 16) & M16) | (b & !M16);
+    }
+    for r in [0, 2, 4, 6] {
+        let (a, b) = (w[r], w[r + 1]);
+        w[r] = (a & M8) | ((b & M8) << 8);
+        w[r + 1] = ((a >> 8) & M8) | (b & !M8);
+    }
+    w
 }
 
 /// Level shift and saturation to a sample.
@@ -169,6 +206,20 @@ mod tests {
         let mut down = [0u8; 64];
         idct_block(&coef, &[1u16; 64], &mut down, 8);
         assert!((0..8).all(|r| (0..8).all(|c| down[r * 8 + c] == out[c * 8 + r])));
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let m: [[i16; 8]; 8] = std::array::from_fn(|r| std::array::from_fn(|c| (r * 8 + c) as i16));
+        let t = transpose(&m);
+        assert!((0..8).all(|r| (0..8).all(|c| t[c][r] == m[r][c])));
+    }
+
+    #[test]
+    fn byte_transpose_swaps_rows_and_columns() {
+        let m: [[u8; 8]; 8] = std::array::from_fn(|r| std::array::from_fn(|c| (r * 8 + c) as u8));
+        let t = transpose_bytes(m.map(u64::from_le_bytes)).map(u64::to_le_bytes);
+        assert!((0..8).all(|r| (0..8).all(|c| t[c][r] == m[r][c])));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! A JPEG decoder whose pixels equal libjpeg-turbo's, so equal PIL's
-//! (`np.asarray(PIL.Image.open(path).convert("RGB"))`) and OpenCV's.
+//! (`np.asarray(PIL.Image.open(path).convert("RGB"))`) and OpenCV's
+//! (`cv2.imdecode`, which also turns the image by its EXIF orientation;
+//! neither PIL's `Image.open` nor this decoder does, and OpenCV converts
+//! CMYK files its own way).
 //!
 //! Python pipelines decode JPEGs with libjpeg-turbo's defaults; the `image`
 //! crate's decoder (zune-jpeg) differs by a level or two on a few percent of

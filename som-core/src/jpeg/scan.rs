@@ -259,6 +259,12 @@ impl State<'_> {
         block[0] = self.preds[si] as i16;
         let mut k = 1;
         while k < 64 {
+            if let Some((run, value)) = self.reader.fast_ac(ac)? {
+                k += run;
+                block[NATURAL_ORDER[k]] = value as i16;
+                k += 1;
+                continue;
+            }
             let rs = self.reader.decode(ac)?;
             let (r, s) = (usize::from(rs >> 4), u32::from(rs & 15));
             if s != 0 {

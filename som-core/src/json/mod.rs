@@ -11,10 +11,10 @@
 //! records; a COCO annotation file (`images` + `annotations`); `counts` as a
 //! list (uncompressed RLE); polygons; binary arrays; regions with a `bbox` only.
 //! Fields a region carries beyond the known ones (`predicted_iou`,
-//! `stability_score`, `category_id`…) are kept in [`Region::source`] and
+//! `stability_score`, `category_id`…) are kept in [`crate::Region::source`] and
 //! written back out.
 //!
-//! [`read`] holds the reader, [`write`] the writers (regions, marks and the
+//! [`mod@read`] holds the reader, [`mod@write`] the writers (regions, marks and the
 //! answer JSON of `som ask`); their functions are re-exported here.
 
 use std::path::Path;
@@ -26,7 +26,9 @@ use crate::geometry::ImageSize;
 pub mod read;
 pub mod write;
 
-pub use read::{read_regions, read_regions_value, read_regions_with, ImageSelector, ReadOptions};
+pub use read::{
+    read_regions, read_regions_value, read_regions_with, ImageSelector, ReadOptions, MAX_MASK_PIXELS,
+};
 pub use write::{mark_to_value, region_to_value, write_answer, write_marks, write_regions, AnswerMeta};
 
 /// Keys of a region object with a meaning of their own; everything else goes

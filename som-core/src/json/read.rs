@@ -1,6 +1,14 @@
 //! Reading regions documents: the canonical regions JSON, COCO files, SAM
 //! records, bare lists, polygons, uncompressed RLE, binary arrays, box-only
 //! regions. Errors name the JSON path of the offending value.
+//!
+//! A regions document is untrusted input, and a few bytes of it can describe a
+//! lot of work (an RLE of "all ones" on a huge image, a polygon with a vertex
+//! far away), so the reader bounds it before doing any: images of at most
+//! [`MAX_IMAGE_SIDE`] pixels a side, masks that decode to at most
+//! [`ReadOptions::max_mask_pixels`] pixels together (by default
+//! [`MAX_MASK_PIXELS`]), and polygon outlines of at most
+//! [`MAX_OUTLINE_POINTS`] points together.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +17,19 @@ use serde_json::{Map, Value};
 use super::{ImageInfo, KNOWN_KEYS};
 use crate::error::SomError;
 use crate::geometry::{BBox, ImageSize};
+use crate::io::MAX_IMAGE_SIDE;
 use crate::mask::Mask;
-use crate::polygon::polygons_to_rle;
+use crate::polygon::{polygons_to_rle_within, MAX_OUTLINE_POINTS};
 use crate::region::{Region, Segmentation};
 use crate::rle::Rle;
 
 const WHAT: &str = "regions JSON";
+
+/// The default of [`ReadOptions::max_mask_pixels`]: 2³⁰ pixels (1 GiB of
+/// decoded masks, which hold one byte per pixel of their bounding box). Four
+/// masks that each cover the whole of the largest image som reads, or a
+/// thousand masks of a 1024 × 1024 image that each span it.
+pub const MAX_MASK_PIXELS: u64 = 1 << 30;
 
 /// Which image of a COCO annotation file to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +41,19 @@ pub enum ImageSelector {
 }
 
 /// Options for [`read_regions_with`].
-#[derive(Debug, Clone, Default)]
+///
+/// ```
+/// use som_core::json::{read_regions_with, ReadOptions, MAX_MASK_PIXELS};
+/// use som_core::ImageSize;
+/// let options = ReadOptions { image_size: Some(ImageSize::new(4, 3)), ..Default::default() };
+/// assert_eq!(options.max_mask_pixels, MAX_MASK_PIXELS);
+/// // A bare list of boxes does not say the image size: the options do.
+/// let (info, seg) = read_regions_with(r#"[{"bbox": [1, 1, 2, 1]}]"#, &options)?;
+/// assert_eq!(info.size(), ImageSize::new(4, 3));
+/// assert_eq!(seg.regions()[0].id, 0);
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// The size of the image the regions belong to. Required when the
     /// document does not say (bare lists of polygon or box regions); when
@@ -34,15 +61,78 @@ pub struct ReadOptions {
     pub image_size: Option<ImageSize>,
     /// For COCO annotation files holding several images: which one.
     pub image: Option<ImageSelector>,
+    /// The most pixels the masks of one document may decode to together,
+    /// counted as the areas of their bounding boxes (a decoded [`Mask`] holds
+    /// one byte per pixel of its box). A mask that would go past it is refused
+    /// before it is decoded. Default [`MAX_MASK_PIXELS`].
+    pub max_mask_pixels: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            image_size: None,
+            image: None,
+            max_mask_pixels: MAX_MASK_PIXELS,
+        }
+    }
+}
+
+/// What one document may still decode: mask pixels and polygon outline points.
+struct Budget {
+    mask_pixels: u64,
+    limit: u64,
+    outline_points: u64,
+}
+
+impl Budget {
+    fn new(options: &ReadOptions) -> Self {
+        Self {
+            mask_pixels: options.max_mask_pixels,
+            limit: options.max_mask_pixels,
+            outline_points: MAX_OUTLINE_POINTS,
+        }
+    }
+
+    /// Takes the pixels of a mask with box `bbox` before it is decoded.
+    fn take_mask(&mut self, bbox: BBox, path: &str) -> Result<(), SomError> {
+        let pixels = bbox.area();
+        if pixels > self.mask_pixels {
+            return Err(SomError::format(
+                WHAT,
+                format!(
+                    "{path}: this mask's box of {pixels} pixels takes the document's masks past {} pixels, the most som decodes from one document",
+                    self.limit
+                ),
+            ));
+        }
+        self.mask_pixels -= pixels;
+        Ok(())
+    }
+}
+
+/// Refuses an image larger than [`MAX_IMAGE_SIDE`] a side; `what` says where
+/// its size came from.
+fn check_side(size: ImageSize, what: &str) -> Result<(), SomError> {
+    if size.width > MAX_IMAGE_SIDE || size.height > MAX_IMAGE_SIDE {
+        return Err(SomError::format(
+            WHAT,
+            format!("{what} is {size}, more than the {MAX_IMAGE_SIDE} px a side som reads"),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads any supported regions document, taking the image size from it.
 ///
+/// Regions without an `id` take their position in the list read as their id.
+///
 /// # Errors
-/// [`SomError::Format`] for malformed JSON or a document of no known shape
-/// (the message names the offending path, e.g. `regions[3].segmentation`),
-/// [`SomError::MaskSize`] for masks of another size, [`SomError::Rle`] /
-/// [`SomError::Polygon`] for bad masks.
+/// [`SomError::Format`] for malformed JSON, a document of no known shape, a
+/// bad mask or box, a repeated id, or a document past the limits in the
+/// [module docs](self) (the message names the offending path, e.g.
+/// `regions[3].segmentation`); [`SomError::MaskSize`] for masks of another
+/// size.
 ///
 /// # Example
 /// ```
@@ -77,6 +167,9 @@ pub fn read_regions_with(text: &str, options: &ReadOptions) -> Result<(ImageInfo
 /// # Errors
 /// As [`read_regions_with`].
 pub fn read_regions_value(doc: &Value, options: &ReadOptions) -> Result<(ImageInfo, Segmentation), SomError> {
+    if let Some(s) = options.image_size {
+        check_side(s, "the image size given")?;
+    }
     match doc {
         Value::Array(items) => {
             let size = match options.image_size {
@@ -90,13 +183,17 @@ pub fn read_regions_value(doc: &Value, options: &ReadOptions) -> Result<(ImageIn
                 ));
             };
             let info = ImageInfo::new(size.width, size.height);
-            let seg = parse_region_list(items, size, "", &BTreeMap::new())?;
+            let seg = parse_region_list(items.iter().enumerate(), size, "", &BTreeMap::new(), options)?;
             Ok((info, seg))
         }
         Value::Object(obj) if obj.contains_key("annotations") => read_coco_file(obj, options),
         Value::Object(obj) => {
             let info = match obj.get("image") {
-                Some(v) => parse_image_info(v, "image")?,
+                Some(v) => {
+                    let info = parse_image_info(v, "image")?;
+                    check_side(info.size(), "image")?;
+                    info
+                }
                 None => match options.image_size {
                     Some(s) => ImageInfo::new(s.width, s.height),
                     None => {
@@ -118,7 +215,13 @@ pub fn read_regions_value(doc: &Value, options: &ReadOptions) -> Result<(ImageIn
             let Some(Value::Array(items)) = obj.get("regions") else {
                 return Err(SomError::format(WHAT, "missing the \"regions\" list"));
             };
-            let seg = parse_region_list(items, info.size(), "regions", &BTreeMap::new())?;
+            let seg = parse_region_list(
+                items.iter().enumerate(),
+                info.size(),
+                "regions",
+                &BTreeMap::new(),
+                options,
+            )?;
             Ok((info, seg))
         }
         _ => Err(SomError::format(
@@ -132,7 +235,10 @@ fn infer_size(items: &[Value]) -> Result<Option<ImageSize>, SomError> {
     for (i, item) in items.iter().enumerate() {
         if let Some(Value::Object(s)) = item.get("segmentation") {
             if let Some(size) = s.get("size") {
-                return parse_hw(size, &format!("[{i}].segmentation.size")).map(Some);
+                let path = format!("[{i}].segmentation.size");
+                let size = parse_hw(size, &path)?;
+                check_side(size, &path)?;
+                return Ok(Some(size));
             }
         }
     }
@@ -150,13 +256,13 @@ fn read_coco_file(
     let chosen = match (&options.image, images.len()) {
         (Some(ImageSelector::Id(id)), _) => images
             .iter()
-            .find(|im| im.get("id").and_then(Value::as_u64) == Some(*id)),
-        (Some(ImageSelector::FileName(name)), _) => images.iter().find(|im| {
+            .position(|im| im.get("id").and_then(Value::as_u64) == Some(*id)),
+        (Some(ImageSelector::FileName(name)), _) => images.iter().position(|im| {
             im.get("file_name").and_then(Value::as_str).is_some_and(|f| {
                 f == name || f.ends_with(&format!("/{name}")) || name.ends_with(&format!("/{f}"))
             })
         }),
-        (None, 1) => images.first(),
+        (None, 1) => Some(0),
         (None, 0) => None,
         (None, n) => {
             return Err(SomError::format(
@@ -165,13 +271,16 @@ fn read_coco_file(
             ))
         }
     };
-    let Some(image) = chosen else {
+    let Some(index) = chosen else {
         return Err(SomError::format(
             WHAT,
             "the COCO file has no matching entry in \"images\"",
         ));
     };
-    let mut info = parse_image_info(image, "images[]")?;
+    let image = &images[index];
+    let image_path = format!("images[{index}]");
+    let info = parse_image_info(image, &image_path)?;
+    check_side(info.size(), &image_path)?;
     if let Some(s) = options.image_size {
         if s != info.size() {
             return Err(SomError::MaskSize {
@@ -195,15 +304,11 @@ fn read_coco_file(
     let Some(Value::Array(anns)) = obj.get("annotations") else {
         return Err(SomError::format(WHAT, "\"annotations\" is not a list"));
     };
-    let mine: Vec<Value> = anns
+    let mine = anns
         .iter()
-        .filter(|a| image_id.is_null() || a.get("image_id") == Some(&image_id))
-        .cloned()
-        .collect();
-    if info.file_name.is_none() {
-        info.file_name = image.get("file_name").and_then(Value::as_str).map(String::from);
-    }
-    let seg = parse_region_list(&mine, info.size(), "annotations", &categories)?;
+        .enumerate()
+        .filter(|(_, a)| image_id.is_null() || a.get("image_id") == Some(&image_id));
+    let seg = parse_region_list(mine, info.size(), "annotations", &categories, options)?;
     Ok((info, seg))
 }
 
@@ -242,16 +347,34 @@ fn parse_hw(v: &Value, path: &str) -> Result<ImageSize, SomError> {
     }
 }
 
-fn parse_region_list(
-    items: &[Value],
+/// Reads the regions `items` (each with its index in the document's list, for
+/// error paths) of an image of `size`.
+fn parse_region_list<'a>(
+    items: impl Iterator<Item = (usize, &'a Value)>,
     size: ImageSize,
     path: &str,
     categories: &BTreeMap<u64, String>,
+    options: &ReadOptions,
 ) -> Result<Segmentation, SomError> {
-    let mut regions = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    let mut budget = Budget::new(options);
+    let mut regions = Vec::new();
+    // Each id with the path of the region that has it.
+    let mut ids: BTreeMap<u64, String> = BTreeMap::new();
+    for (i, item) in items {
         let p = format!("{path}[{i}]");
-        regions.push(parse_region(item, i, size, &p, categories)?);
+        let region = parse_region(item, regions.len(), size, &p, categories, &mut budget)?;
+        if let Some(first) = ids.get(&region.id) {
+            let message = match item.get("id") {
+                Some(Value::Number(_)) => format!("{p}.id {} is also the id of {first}", region.id),
+                _ => format!(
+                    "{p} has no id, and its position gives it {}, the id of {first}",
+                    region.id
+                ),
+            };
+            return Err(SomError::format(WHAT, message));
+        }
+        ids.insert(region.id, p);
+        regions.push(region);
     }
     Segmentation::new(size, regions)
 }
@@ -262,6 +385,7 @@ fn parse_region(
     size: ImageSize,
     path: &str,
     categories: &BTreeMap<u64, String>,
+    budget: &mut Budget,
 ) -> Result<Region, SomError> {
     let Value::Object(obj) = item else {
         return Err(SomError::format(WHAT, format!("{path} is not an object")));
@@ -274,7 +398,12 @@ fn parse_region(
     };
     let mask = match obj.get("segmentation") {
         None | Some(Value::Null) => None,
-        Some(seg) => Some(parse_segmentation(seg, size, &format!("{path}.segmentation"))?),
+        Some(seg) => Some(parse_segmentation(
+            seg,
+            size,
+            &format!("{path}.segmentation"),
+            budget,
+        )?),
     };
     let bbox = match (&mask, obj.get("bbox")) {
         (Some(m), _) => m.bbox(),
@@ -294,7 +423,11 @@ fn parse_region(
                 .ok_or_else(|| SomError::format(WHAT, format!("{path}.score must be a number")))?,
         ),
     };
-    let mut label = obj.get("label").and_then(Value::as_str).map(String::from);
+    let mut label = match obj.get("label") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(l)) => Some(l.clone()),
+        Some(_) => return Err(SomError::format(WHAT, format!("{path}.label must be a string"))),
+    };
     if label.is_none() {
         label = obj
             .get("category_id")
@@ -338,7 +471,7 @@ fn parse_bbox(v: &Value, size: ImageSize, path: &str) -> Result<BBox, SomError> 
     Ok(b)
 }
 
-fn parse_segmentation(v: &Value, size: ImageSize, path: &str) -> Result<Mask, SomError> {
+fn parse_segmentation(v: &Value, size: ImageSize, path: &str, budget: &mut Budget) -> Result<Mask, SomError> {
     match v {
         Value::Object(o) => {
             let rle_size = parse_hw(o.get("size").unwrap_or(&Value::Null), &format!("{path}.size"))?;
@@ -363,6 +496,7 @@ fn parse_segmentation(v: &Value, size: ImageSize, path: &str) -> Result<Mask, So
                 _ => Err(SomError::Rle("missing counts".into())),
             }
             .map_err(|e| SomError::format(WHAT, format!("{path}: {e}")))?;
+            budget.take_mask(rle.bbox(), path)?;
             Ok(rle.to_mask())
         }
         Value::Array(items) if items.iter().all(Value::is_array) && !items.is_empty() => {
@@ -386,7 +520,9 @@ fn parse_segmentation(v: &Value, size: ImageSize, path: &str) -> Result<Mask, So
                         other => other.as_u64().unwrap_or(0) as u8,
                     })
                     .collect();
-                return Mask::from_bytes(size, &bytes);
+                let mask = Mask::from_bytes(size, &bytes)?;
+                budget.take_mask(mask.bbox(), path)?;
+                return Ok(mask);
             }
             if !first_is_number_row {
                 return Err(SomError::format(
@@ -408,8 +544,9 @@ fn parse_segmentation(v: &Value, size: ImageSize, path: &str) -> Result<Mask, So
                     }
                 }
             }
-            let rle =
-                polygons_to_rle(&polys, size).map_err(|e| SomError::format(WHAT, format!("{path}: {e}")))?;
+            let rle = polygons_to_rle_within(&polys, size, &mut budget.outline_points)
+                .map_err(|e| SomError::format(WHAT, format!("{path}: {e}")))?;
+            budget.take_mask(rle.bbox(), path)?;
             Ok(rle.to_mask())
         }
         _ => Err(SomError::format(

@@ -9,16 +9,19 @@
 //! Request bodies are serde structs, exact in what they send (options left
 //! out when unset). Response bodies are serde structs too, lenient in what
 //! they accept: missing fields, `null`s, empty strings (`"finish_reason":
-//! ""`), counts given as strings or floats and unknown enum values all read
-//! as "absent" instead of failing (see `lenient.rs`). Error bodies are read
-//! by [`ApiError::from_body`] unless a provider overrides
-//! [`ProviderApi::error`].
+//! ""`), counts given as strings or floats and values of an unexpected type
+//! read as "absent" instead of failing, and finish reasons stay the
+//! provider's own strings, so a new one cannot fail a response (see
+//! `lenient.rs`). Error bodies are read by [`ApiError::from_body`] (nested or
+//! flat, `code` as a string or an integer, plain text) unless a provider
+//! overrides [`ProviderApi::error`].
 //!
 //! # Adding a provider
 //!
 //! Write a type implementing [`ProviderApi`] in one file. To use it, pass it
 //! to [`crate::ClientConfig::for_api`]; to make it built in, add a
-//! [`Provider`] variant and its line in [`Provider::api`] (the registry).
+//! [`Provider`] variant, its entry in [`Provider::ALL`] and its line in
+//! [`Provider::api`] (the registry), all in this module.
 //!
 //! ```
 //! use std::sync::Arc;

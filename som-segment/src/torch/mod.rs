@@ -17,12 +17,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub(crate) mod deform_attn;
 mod error;
 pub(crate) mod nn;
 mod pickle;
 mod resize;
 mod weights;
 
+pub use deform_attn::ms_deform_attn;
 pub use error::CheckpointError;
 pub use resize::resize_bilinear;
 pub(crate) use weights::Vb;

@@ -48,6 +48,16 @@ impl LayerNorm {
         })
     }
 
+    /// A LayerNorm from tensors already taken (e.g. an aliased parameter).
+    pub(crate) fn from_parts(weight: Tensor, bias: Tensor, dim: i64, eps: f64) -> Self {
+        LayerNorm {
+            weight,
+            bias,
+            dim,
+            eps,
+        }
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), self.eps, true)
     }
@@ -177,5 +187,170 @@ impl Activation {
             Activation::Gelu => x.gelu("none"),
             Activation::Relu => x.relu(),
         }
+    }
+}
+
+/// `nn.GroupNorm(groups, channels)` (affine, eps 1e-5).
+#[derive(Debug)]
+pub(crate) struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: i64,
+}
+
+impl GroupNorm {
+    pub(crate) fn load(vb: &Vb, groups: i64, channels: i64) -> Result<Self, CheckpointError> {
+        Ok(GroupNorm {
+            weight: vb.get("weight", &[channels])?,
+            bias: vb.get("bias", &[channels])?,
+            groups,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), 1e-5, true)
+    }
+}
+
+/// detectron2's `FrozenBatchNorm2d`: batch norm with fixed statistics, computed as
+/// `F.batch_norm(..., training=False)` (its path when no gradient is needed).
+#[derive(Debug)]
+pub(crate) struct FrozenBatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    eps: f64,
+}
+
+impl FrozenBatchNorm2d {
+    pub(crate) fn load(vb: &Vb, channels: i64, eps: f64) -> Result<Self, CheckpointError> {
+        Ok(FrozenBatchNorm2d {
+            weight: vb.get("weight", &[channels])?,
+            bias: vb.get("bias", &[channels])?,
+            running_mean: vb.get("running_mean", &[channels])?,
+            running_var: vb.get("running_var", &[channels])?,
+            eps,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.1,
+            self.eps,
+            true,
+        )
+    }
+}
+
+/// DETR's `MLP`: linear layers `layers.{i}` with ReLU between them.
+#[derive(Debug)]
+pub(crate) struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    pub(crate) fn load(
+        vb: &Vb,
+        input_dim: i64,
+        hidden_dim: i64,
+        output_dim: i64,
+        num_layers: usize,
+    ) -> Result<Self, CheckpointError> {
+        let vb = vb.pp("layers");
+        let mut layers = Vec::with_capacity(num_layers);
+        for i in 0..num_layers {
+            let n = if i == 0 { input_dim } else { hidden_dim };
+            let k = if i + 1 == num_layers {
+                output_dim
+            } else {
+                hidden_dim
+            };
+            layers.push(Linear::load(&vb.pp(i), n, k, true)?);
+        }
+        Ok(Mlp { layers })
+    }
+
+    /// An MLP from `(weight, bias)` pairs already taken (e.g. aliased parameters).
+    pub(crate) fn from_layers(layers: Vec<(Tensor, Tensor)>) -> Self {
+        Mlp {
+            layers: layers
+                .into_iter()
+                .map(|(weight, bias)| Linear {
+                    weight,
+                    bias: Some(bias),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        let last = self.layers.len().saturating_sub(1);
+        let mut x = x.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x);
+            if i < last {
+                x = x.relu();
+            }
+        }
+        x
+    }
+}
+
+/// `nn.MultiheadAttention` (sequence first, no dropout) as its slow path computes it when
+/// key and value are different tensors: `F.multi_head_attention_forward` with
+/// `need_weights=True`, the path `DeformableTransformerDecoderLayer` takes.
+#[derive(Debug)]
+pub(crate) struct MultiheadAttention {
+    w_q: Tensor,
+    w_k: Tensor,
+    w_v: Tensor,
+    b_q: Tensor,
+    b_k: Tensor,
+    b_v: Tensor,
+    out_proj: Linear,
+    num_heads: i64,
+}
+
+impl MultiheadAttention {
+    pub(crate) fn load(vb: &Vb, embed_dim: i64, num_heads: i64) -> Result<Self, CheckpointError> {
+        let w = vb.get("in_proj_weight", &[3 * embed_dim, embed_dim])?;
+        let b = vb.get("in_proj_bias", &[3 * embed_dim])?;
+        let ws = w.chunk(3, 0);
+        let bs = b.chunk(3, 0);
+        Ok(MultiheadAttention {
+            w_q: ws[0].shallow_clone(),
+            w_k: ws[1].shallow_clone(),
+            w_v: ws[2].shallow_clone(),
+            b_q: bs[0].shallow_clone(),
+            b_k: bs[1].shallow_clone(),
+            b_v: bs[2].shallow_clone(),
+            out_proj: Linear::load(&vb.pp("out_proj"), embed_dim, embed_dim, true)?,
+            num_heads,
+        })
+    }
+
+    /// Attention of `query` over `key`/`value`, all `(length, batch, embed_dim)`.
+    pub(crate) fn forward(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> Tensor {
+        let (tgt_len, bsz, embed_dim) = query.size3().unwrap_or((0, 0, 0));
+        let head_dim = embed_dim / self.num_heads;
+        let q = query.linear(&self.w_q, Some(&self.b_q));
+        let k = key.linear(&self.w_k, Some(&self.b_k));
+        let v = value.linear(&self.w_v, Some(&self.b_v));
+        let q = q.view([tgt_len, bsz * self.num_heads, head_dim]).transpose(0, 1);
+        let k = k.view([-1, bsz * self.num_heads, head_dim]).transpose(0, 1);
+        let v = v.view([-1, bsz * self.num_heads, head_dim]).transpose(0, 1);
+        let q_scaled = q * (1.0 / head_dim as f64).sqrt();
+        let weights = q_scaled.bmm(&k.transpose(-2, -1)).softmax(-1, None::<tch::Kind>);
+        let out = weights
+            .bmm(&v)
+            .transpose(0, 1)
+            .reshape([tgt_len * bsz, embed_dim]);
+        self.out_proj.forward(&out).view([tgt_len, bsz, embed_dim])
     }
 }

@@ -6,7 +6,9 @@
 //! persistent ids and rebuilds tensors with `torch._utils._rebuild_tensor_v2`.
 //!
 //! Only the opcodes and globals such files use are understood; anything else is a typed
-//! error, never code execution. Memoised values are copies, which is exact for state dicts
+//! error, never code execution. Objects of other classes (an optimizer's or scheduler's
+//! state next to the model's, numpy scalars) are kept as [`Value::Opaque`] records of
+//! their class name, which the checkpoint reader refuses only where it needs tensors. Memoised values are copies, which is exact for state dicts
 //! (nothing mutates a memoised container after it is fetched again).
 
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ pub(crate) enum Value {
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global(String, String),
+    /// An instance of a class this reader does not build (`module.name`), never called.
+    Opaque(String),
     Storage(StorageRef),
     Tensor(TensorRef),
 }
@@ -189,7 +193,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
             Some(t @ Value::Tensor(_)) => Ok(t),
             _ => Err("_rebuild_parameter without a tensor".to_owned()),
         },
-        _ => Err(format!("unsupported global {module}.{name}")),
+        _ => Ok(Value::Opaque(format!("{module}.{name}"))),
     }
 }
 
@@ -338,6 +342,14 @@ pub(crate) fn unpickle(data: &[u8]) -> Result<Value, String> {
                 let callable = pop(&mut stack)?;
                 stack.push(reduce(callable, args)?);
             }
+            0x81 => {
+                // NEWOBJ: `cls.__new__(cls, *args)`, recorded, not run.
+                pop(&mut stack)?;
+                match pop(&mut stack)? {
+                    Value::Global(module, name) => stack.push(Value::Opaque(format!("{module}.{name}"))),
+                    other => return Err(format!("NEWOBJ on {other:?}")),
+                }
+            }
             b'b' => {
                 // BUILD: the state of an OrderedDict (`_metadata`) is not needed.
                 pop(&mut stack)?;
@@ -445,10 +457,15 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_globals_and_truncation() {
-        assert!(unpickle(b"\x80\x02cos\nsystem\n)R.")
-            .unwrap_err()
-            .contains("unsupported global os.system"));
+    fn records_unknown_globals_without_calling_them_and_rejects_truncation() {
+        assert_eq!(
+            unpickle(b"\x80\x02cos\nsystem\n)R.").unwrap(),
+            Value::Opaque("os.system".into())
+        );
+        assert_eq!(
+            unpickle(b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00f8\x85\x81.").unwrap(),
+            Value::Opaque("numpy.dtype".into())
+        );
         assert!(unpickle(b"\x80\x02X\x10\x00\x00\x00ab")
             .unwrap_err()
             .contains("truncated"));

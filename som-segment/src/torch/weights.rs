@@ -28,7 +28,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> CheckpointError {
 
 impl Weights {
     /// Reads a checkpoint: a `torch.save(model.state_dict())` archive (the official
-    /// `sam_vit_*.pth` files) or a safetensors file.
+    /// `sam_vit_*.pth` files), a detectron2 checkpoint (`{"model": state_dict, ...}`, the
+    /// released MaskDINO files) or a safetensors file.
     ///
     /// # Errors
     /// [`CheckpointError::Io`] when the file cannot be read, [`CheckpointError::Format`] when it is
@@ -90,9 +91,8 @@ impl Weights {
         let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
         let pkl = read_entry(&mut zip, &pkl_name).map_err(|e| bad(path, e))?;
         let value = unpickle(&pkl).map_err(|e| bad(path, format!("{pkl_name}: {e}")))?;
-        let Value::Dict(items) = value else {
-            return Err(bad(path, format!("{pkl_name} holds no state dict")));
-        };
+        let items =
+            state_dict_items(value).ok_or_else(|| bad(path, format!("{pkl_name} holds no state dict")))?;
         let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut map = BTreeMap::new();
         for (key, value) in items {
@@ -183,6 +183,26 @@ impl Weights {
         }
         Ok(())
     }
+}
+
+/// The state dict in an unpickled checkpoint: the value itself when it maps names to
+/// tensors (`torch.save(model.state_dict())`), else its `model` entry (detectron2's
+/// checkpointer, which saves `{"model": ..., "optimizer": ..., "iteration": ...}`; the other
+/// entries are ignored) or its `state_dict` entry.
+fn state_dict_items(value: Value) -> Option<Vec<(Value, Value)>> {
+    let Value::Dict(items) = value else {
+        return None;
+    };
+    let all_tensors = |items: &[(Value, Value)]| items.iter().all(|(_, v)| matches!(v, Value::Tensor(_)));
+    if all_tensors(&items) {
+        return Some(items);
+    }
+    items.into_iter().find_map(|(k, v)| match (k, v) {
+        (Value::Str(k), Value::Dict(inner)) if (k == "model" || k == "state_dict") && all_tensors(&inner) => {
+            Some(inner)
+        }
+        _ => None,
+    })
 }
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -280,13 +300,23 @@ impl<'a> Vb<'a> {
         }
     }
 
-    /// The parameter `prefix.name`, which must have `shape`.
-    pub(crate) fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor, CheckpointError> {
-        let key = if self.prefix.is_empty() {
+    /// The full key of `name` under this prefix.
+    pub(crate) fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
             name.to_owned()
         } else {
             format!("{}.{name}", self.prefix)
-        };
+        }
+    }
+
+    /// Whether the checkpoint holds `prefix.name`.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.weights.tensors.contains_key(&self.key(name))
+    }
+
+    /// The parameter `prefix.name`, which must have `shape`.
+    pub(crate) fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor, CheckpointError> {
+        let key = self.key(name);
         let t = self
             .weights
             .tensors
@@ -305,5 +335,56 @@ impl<'a> Vb<'a> {
         }
         self.weights.used.borrow_mut().insert(key);
         Ok(t.shallow_clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torch::pickle::StorageRef;
+
+    fn tensor() -> Value {
+        Value::Tensor(TensorRef {
+            storage: StorageRef {
+                key: "0".into(),
+                kind: Kind::Float,
+                numel: 1,
+            },
+            offset: 0,
+            size: vec![1],
+            stride: vec![1],
+        })
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    #[test]
+    fn the_state_dict_is_the_value_or_its_model_entry() {
+        let plain = Value::Dict(vec![(s("w"), tensor())]);
+        assert_eq!(state_dict_items(plain).unwrap().len(), 1);
+        // detectron2's checkpointer: other entries (optimizer state with objects of any
+        // class, the iteration) are ignored.
+        let d2 = Value::Dict(vec![
+            (
+                s("model"),
+                Value::Dict(vec![(s("a"), tensor()), (s("b"), tensor())]),
+            ),
+            (
+                s("optimizer"),
+                Value::Dict(vec![(s("state"), Value::Opaque("torch.optim.Foo".into()))]),
+            ),
+            (s("iteration"), Value::Int(7)),
+        ]);
+        assert_eq!(state_dict_items(d2).unwrap().len(), 2);
+        // Objects where tensors should be, or no model entry: no state dict.
+        let bad = Value::Dict(vec![(
+            s("model"),
+            Value::Dict(vec![(s("a"), Value::Opaque("numpy.ndarray".into()))]),
+        )]);
+        assert!(state_dict_items(bad).is_none());
+        assert!(state_dict_items(Value::Dict(vec![(s("iteration"), Value::Int(1))])).is_none());
+        assert!(state_dict_items(Value::List(vec![])).is_none());
     }
 }
