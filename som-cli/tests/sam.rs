@@ -177,3 +177,90 @@ fn bad_model_input_is_a_one_line_error() {
     let classic = som(&["segment", &image(), "-o", s(&out), "--points", "5,5"]);
     assert_fails(&classic, "--points prompts SAM");
 }
+
+/// The `stage` names of the `--timings` lines on stderr, in order.
+fn stages_of(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["stage"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_model_loads_once_per_command() {
+    let dir = tmp("sam-load-once");
+    let images = dir.join("in");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&images).unwrap();
+    let names = ["a", "b", "c"];
+    for name in names {
+        std::fs::copy(fixture("sam/image.png"), images.join(format!("{name}.png"))).unwrap();
+    }
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| s(&images.join(format!("{n}.png"))).to_owned())
+        .collect();
+    let mut args = vec!["mark"];
+    args.extend(paths.iter().map(String::as_str));
+    let tiny = tiny();
+    args.extend([
+        "--out-dir",
+        s(&out_dir),
+        "--segmenter",
+        "sam",
+        "--checkpoint",
+        &tiny,
+        "--quiet",
+        "--timings",
+    ]);
+    let run = som(&args);
+    assert_ok(&run);
+    let stages = stages_of(&run.stderr);
+    let count = |name: &str| stages.iter().filter(|s| *s == name).count();
+    assert_eq!(count("load_model"), 1, "one load for three images: {stages:?}");
+    assert_eq!(
+        stages.first().map(String::as_str),
+        Some("load_model"),
+        "{stages:?}"
+    );
+    assert_eq!(count("segment"), 3, "{stages:?}");
+    for name in names {
+        assert!(
+            out_dir.join(format!("{name}.marked.png")).is_file(),
+            "{name} not marked"
+        );
+        assert!(
+            out_dir.join(format!("{name}.marks.json")).is_file(),
+            "{name} has no marks"
+        );
+    }
+
+    // `som segment` builds its segmenter once too.
+    let out = dir.join("regions.json");
+    let run = som(&[
+        "segment",
+        &paths[0],
+        "-o",
+        s(&out),
+        "--segmenter",
+        "sam",
+        "--checkpoint",
+        &tiny,
+        "--quiet",
+        "--timings",
+    ]);
+    assert_ok(&run);
+    let stages = stages_of(&run.stderr);
+    assert_eq!(
+        stages.iter().filter(|s| *s == "load_model").count(),
+        1,
+        "{stages:?}"
+    );
+    assert_eq!(
+        stages.first().map(String::as_str),
+        Some("load_model"),
+        "{stages:?}"
+    );
+    assert!(out.is_file());
+}
