@@ -1,8 +1,9 @@
 //! Where a LibTorch model runs: [`Device`] (`cpu`, `cuda`, `cuda:N`, `mps`, `auto`).
 //!
-//! Available with the `torch` feature. Every torch segmenter takes one; [`Device::resolve`]
-//! checks it against the LibTorch this process runs on, so asking for a GPU that is not
-//! there is a [`DeviceError`], never a LibTorch abort, and `auto` falls back to the CPU.
+//! Available with the `torch` feature. SAM's segmenters take one (MaskDINO's port runs on
+//! the CPU so far); [`Device::resolve`] checks it against the LibTorch this process runs
+//! on, so asking for a GPU that is not there is a [`DeviceError`], never a LibTorch abort,
+//! and `auto` falls back to the CPU.
 //!
 //! The LibTorch that `tools/setup-libtorch.sh` installs is a CUDA build (torch 2.13.0 from
 //! PyPI), so on a machine with an NVIDIA driver and the CUDA runtime libraries `cuda` works
