@@ -42,7 +42,7 @@ step "LibTorch 2.13.0 for tch (installed once, then reused)"
 eval "$(tools/setup-libtorch.sh --env)"
 
 step "cargo clippy (torch feature)"
-cargo clippy -p som-segment -p som-cli --features som-segment/torch,som-cli/torch --all-targets -- -D warnings
+cargo clippy -p som-segment -p som-cli -p som-benches --features som-segment/torch,som-cli/torch,som-benches/torch --all-targets -- -D warnings
 
 step "cargo test (torch feature: SAM parity, checkpoints, automatic mask generator)"
 cargo test -p som-segment -p som-cli --features som-segment/torch,som-cli/torch

@@ -76,6 +76,14 @@ impl MaskdinoArgs {
             .checkpoint
             .as_ref()
             .context("--segmenter maskdino needs --checkpoint PATH")?;
+        if let Some(device) = &model.device {
+            // The MaskDINO port loads its weights on the CPU; a GPU asked for is refused
+            // rather than ignored (`auto` without a GPU is the CPU).
+            let device: som_segment::Device = device.parse()?;
+            if device.resolve()? != som_segment::Device::Cpu.resolve()? {
+                anyhow::bail!("--device {device}: --segmenter maskdino runs on the CPU only so far")
+            }
+        }
         let maskdino = match self.maskdino_config.as_deref() {
             None => MaskDino::load_detect(path)?.0,
             Some(name) => match name.parse::<MaskDinoModel>() {

@@ -18,6 +18,10 @@ pub struct ModelArgs {
     /// No model progress on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Where the model runs: cpu (default), cuda, cuda:N, mps, or auto (a GPU if there is
+    /// one, else the CPU). GPU runs are untested here.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
 }
 
 impl ModelArgs {
@@ -28,6 +32,8 @@ impl ModelArgs {
             Some("--checkpoint")
         } else if self.threads.is_some() {
             Some("--threads")
+        } else if self.device.is_some() {
+            Some("--device")
         } else {
             None
         }

@@ -1,10 +1,13 @@
-//! `--segmenter sam`: SAM's automatic mask generator (needs the `torch` feature).
+//! `--segmenter sam`: SAM's automatic mask generator, or with `--points` / `--prompt-boxes`
+//! its predictor on those prompts (needs the `torch` feature).
 //!
 //! The generator options keep `segment_anything`'s names and defaults
-//! (`--points-per-side 32`, `--pred-iou-thresh 0.88`, …). The model size is read from the
-//! checkpoint unless `--sam-model` names it (`--model` already names the LMM of `som ask`).
-//! The checkpoint, threads and progress options are shared with the other torch
-//! segmenters ([`crate::model_args::ModelArgs`]).
+//! (`--points-per-side 32`, `--pred-iou-thresh 0.88`, …). The model (SAM ViT-B/L/H,
+//! MobileSAM) is read from the checkpoint unless `--sam-model` names it (`--model` already
+//! names the LMM of `som ask`). The checkpoint, threads, device and progress options are
+//! shared with the other torch segmenters ([`crate::model_args::ModelArgs`]).
+
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use som_core::Segmenter;
@@ -23,15 +26,27 @@ pub enum SamModelArg {
     /// ViT-H (sam_vit_h_4b8939.pth).
     #[value(name = "vit_h")]
     VitH,
+    /// MobileSAM's TinyViT (mobile_sam.pt).
+    #[value(name = "vit_t")]
+    VitT,
 }
 
 /// Options of `--segmenter sam`.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "SAM (--segmenter sam, needs the torch feature)")]
 pub struct SamArgs {
-    /// Model size of the checkpoint (default: recognised from the checkpoint).
+    /// Model of the checkpoint (default: recognised from the checkpoint).
     #[arg(long, value_enum, value_name = "MODEL")]
     pub sam_model: Option<SamModelArg>,
+    /// Segment only the objects at these points instead of everything: `x,y[,label];…`
+    /// in pixels, label 1 (the default) on an object, 0 on the background; one region per
+    /// object point, background points apply to all.
+    #[arg(long, value_name = "POINTS", allow_hyphen_values = true)]
+    pub points: Option<String>,
+    /// Segment only the objects in these boxes instead of everything: a JSON list of boxes
+    /// as for --boxes (--box-format applies), one region per box, labelled as the box.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_boxes: Option<PathBuf>,
     /// Points sampled along one side of the image.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub points_per_side: u32,
@@ -68,30 +83,60 @@ pub struct SamArgs {
 }
 
 impl SamArgs {
-    /// Loads the checkpoint and builds the segmenter.
+    /// The first prompt option given, as its flag (they need `--segmenter sam`).
+    pub fn first_prompt_given(&self) -> Option<&'static str> {
+        if self.points.is_some() {
+            Some("--points")
+        } else if self.prompt_boxes.is_some() {
+            Some("--prompt-boxes")
+        } else {
+            None
+        }
+    }
+
+    /// Loads the checkpoint and builds the segmenter: the predictor on `--points` /
+    /// `--prompt-boxes` when given, else the automatic mask generator.
     ///
     /// # Errors
-    /// No `--checkpoint`, a bad checkpoint or option, or a build without `torch`.
+    /// No `--checkpoint`, a bad checkpoint, device, prompt or option, or a build without
+    /// `torch`.
     #[cfg(feature = "torch")]
-    pub fn build(&self, model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
+    pub fn build(
+        &self,
+        model: &ModelArgs,
+        box_format: som_segment::BoxFormat,
+    ) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
         use anyhow::Context;
-        use som_segment::sam::{AmgOptions, Sam, SamModel, SamSegmenter, SamSegmenterOptions};
+        use som_segment::sam::{
+            AmgOptions, ObjectPrompt, Sam, SamModel, SamPromptSegmenter, SamSegmenter, SamSegmenterOptions,
+        };
 
         let path = model
             .checkpoint
             .as_ref()
             .context("--segmenter sam needs --checkpoint PATH")?;
-        let sam = match self.sam_model {
-            Some(m) => {
-                let model = match m {
-                    SamModelArg::VitB => SamModel::VitB,
-                    SamModelArg::VitL => SamModel::VitL,
-                    SamModelArg::VitH => SamModel::VitH,
-                };
-                Sam::load(path, model)?
-            }
-            None => Sam::load_detect(path)?.0,
+        let device: som_segment::Device = match &model.device {
+            Some(d) => d.parse()?,
+            None => som_segment::Device::Cpu,
         };
+        // Prompts first: a typo in them should not wait for the weights to load.
+        let points = self
+            .points
+            .as_deref()
+            .map(ObjectPrompt::parse_points)
+            .transpose()?;
+        let boxes = self
+            .prompt_boxes
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+            .transpose()?;
+        let sam_model = self.sam_model.map(|m| match m {
+            SamModelArg::VitB => SamModel::VitB,
+            SamModelArg::VitL => SamModel::VitL,
+            SamModelArg::VitH => SamModel::VitH,
+            SamModelArg::VitT => SamModel::VitT,
+        });
+        let sam = Sam::load_on(path, sam_model, device)?;
         let options = SamSegmenterOptions {
             amg: AmgOptions {
                 points_per_side: self.points_per_side,
@@ -108,8 +153,16 @@ impl SamArgs {
             },
             quiet: model.quiet,
             num_threads: model.threads,
+            device,
         };
-        Ok(Box::new(SamSegmenter::new(sam, options)?))
+        if points.is_none() && boxes.is_none() {
+            return Ok(Box::new(SamSegmenter::new(sam, options)?));
+        }
+        let mut segmenter = SamPromptSegmenter::new(sam, points.unwrap_or_default(), options)?;
+        if let Some(json) = boxes {
+            segmenter = segmenter.with_boxes(&json, box_format)?;
+        }
+        Ok(Box::new(segmenter))
     }
 
     /// Without the `torch` feature SAM is not available.
@@ -117,7 +170,11 @@ impl SamArgs {
     /// # Errors
     /// Always: this build has no LibTorch.
     #[cfg(not(feature = "torch"))]
-    pub fn build(&self, _model: &ModelArgs) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
+    pub fn build(
+        &self,
+        _model: &ModelArgs,
+        _box_format: som_segment::BoxFormat,
+    ) -> anyhow::Result<Box<dyn Segmenter + Send + Sync>> {
         anyhow::bail!(
             "this som was built without SAM; rebuild with `--features torch` (LibTorch 2.13: tools/setup-libtorch.sh)"
         )

@@ -148,6 +148,19 @@ impl SegmenterArgs {
             }
             SegmenterKind::Classic
             | SegmenterKind::Felzenszwalb
+            | SegmenterKind::Regions
+            | SegmenterKind::Boxes
+            | SegmenterKind::Maskdino
+                if self.sam.first_prompt_given().is_some() =>
+            {
+                bail!(
+                    "{} prompts SAM (--segmenter sam); --segmenter {} takes no prompts",
+                    self.sam.first_prompt_given().unwrap_or_default(),
+                    kind_name(kind)
+                )
+            }
+            SegmenterKind::Classic
+            | SegmenterKind::Felzenszwalb
             | SegmenterKind::Sam
             | SegmenterKind::Maskdino
                 if self.regions.is_some() || self.boxes.is_some() =>
@@ -240,7 +253,12 @@ impl SegmenterArgs {
                 ))
             }
             SegmenterKind::Sam => {
-                let (segmenter, t) = StageTiming::measure("load_model", || self.sam.build(&self.model));
+                let box_format = match self.box_format {
+                    BoxFormatArg::Xyxy => BoxFormat::Xyxy,
+                    BoxFormatArg::Xywh => BoxFormat::Xywh,
+                };
+                let (segmenter, t) =
+                    StageTiming::measure("load_model", || self.sam.build(&self.model, box_format));
                 return Ok(BuiltSegmenter {
                     segmenter: segmenter?,
                     load_model: Some(t),

@@ -1,16 +1,19 @@
 //! Timings for `tools/bench/compare_sam.py` (run it instead of this directly).
 //!
 //! ```text
-//! sam_bench encode <vit_b.pth> <image> <reps>
-//! sam_bench amg <config.json> <checkpoint> <image> <options.json> <reps> <records-out.json>
+//! sam_bench encode <checkpoint> <image> <reps>
+//! sam_bench amg <checkpoint> <image> <options.json> <reps> <records-out.json> [reference]
+//! sam_bench decode <config.json> <checkpoint> <image> <batches>
 //! ```
-//! Prints one JSON object per line.
+//! The model is recognised from the checkpoint (`Sam::load_detect`); `reference` runs the
+//! generator with LibTorch upscaling every mask (`reference_upscaling`). Prints one JSON
+//! object per line.
 
 #[cfg(feature = "torch")]
 fn main() -> anyhow::Result<()> {
     use std::time::Instant;
 
-    use som_segment::sam::{AmgOptions, AutomaticMaskGenerator, Sam, SamConfig, SamModel};
+    use som_segment::sam::{AmgOptions, AutomaticMaskGenerator, Sam, SamConfig};
 
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| -> anyhow::Result<&str> {
@@ -21,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     match arg(1)? {
         "encode" => {
             let t = Instant::now();
-            let sam = Sam::load(arg(2)?, SamModel::VitB)?;
+            let sam = Sam::load_detect(arg(2)?)?;
             println!(
                 "{{\"stage\": \"load\", \"ms\": {:.1}}}",
                 t.elapsed().as_secs_f64() * 1e3
@@ -41,25 +44,32 @@ fn main() -> anyhow::Result<()> {
             }
         }
         "amg" => {
-            let config: SamConfig = serde_json::from_str(&std::fs::read_to_string(arg(2)?)?)?;
-            let sam = Sam::load_with_config(arg(3)?, config)?;
-            let image = image::open(arg(4)?)?.to_rgb8();
-            let options: AmgOptions = serde_json::from_str(&std::fs::read_to_string(arg(5)?)?)?;
-            let reps: usize = arg(6)?.parse()?;
-            let generator = AutomaticMaskGenerator::new(options)?;
+            let sam = Sam::load_detect(arg(2)?)?;
+            let image = image::open(arg(3)?)?.to_rgb8();
+            let options: AmgOptions = serde_json::from_str(&std::fs::read_to_string(arg(4)?)?)?;
+            let reps: usize = arg(5)?.parse()?;
+            let reference = args.get(7).is_some_and(|a| a == "reference");
+            let generator = AutomaticMaskGenerator::new(options)?.reference_upscaling(reference);
             let mut last = Vec::new();
             for _ in 0..reps {
+                let t0 = Instant::now();
+                let cpu = cpu_ms();
                 let (records, t) = generator.generate_timed(&sam, &image)?;
                 println!(
-                    "{{\"stage\": \"amg\", \"encode_ms\": {:.1}, \"decode_ms\": {:.1}, \"post_ms\": {:.1}, \"records\": {}}}",
+                    "{{\"stage\": \"amg\", \"ms\": {:.1}, \"cpu_ms\": {:.1}, \"encode_ms\": {:.1}, \"decode_ms\": {:.1}, \"post_ms\": {:.1}, \"records\": {}, \"exact_crops\": {}, \"shared_crops\": {}, \"crops\": {}}}",
+                    t0.elapsed().as_secs_f64() * 1e3,
+                    cpu_ms() - cpu,
                     t.encode_ms,
                     t.decode_ms,
                     t.post_ms,
-                    records.len()
+                    records.len(),
+                    t.exact_upscaling_crops,
+                    t.shared_decoder_crops,
+                    t.crops
                 );
                 last = records;
             }
-            std::fs::write(arg(7)?, serde_json::to_string(&last)?)?;
+            std::fs::write(arg(6)?, serde_json::to_string(&last)?)?;
         }
         "decode" => {
             // decode <config.json> <checkpoint> <image> <batches>: 64-point batches, timed apart.

@@ -70,6 +70,10 @@ pub use precomputed::{
 };
 
 #[cfg(feature = "torch")]
+mod device;
+#[cfg(feature = "torch")]
+pub use device::{Device, DeviceError};
+#[cfg(feature = "torch")]
 pub mod maskdino;
 #[cfg(feature = "torch")]
 pub mod sam;

@@ -23,13 +23,14 @@ fn checkpoint_of_another_model_size_is_rejected() {
             }) => {
                 assert_eq!(name, "image_encoder.patch_embed.proj.weight");
                 assert_eq!(found, vec![64, 3, 16, 16]);
-                assert_eq!(expected, vec![model.config().image_encoder.embed_dim, 3, 16, 16]);
+                let width = model.config().image_encoder.vit().unwrap().embed_dim;
+                assert_eq!(expected, vec![width, 3, 16, 16]);
             }
             other => panic!("{model:?}: expected a shape error, got {other:?}"),
         }
     }
     let mut deeper = tiny_config();
-    deeper.image_encoder.depth = 3;
+    deeper.image_encoder.vit_mut().unwrap().depth = 3;
     match Sam::load_with_config(fixture("tiny.safetensors"), deeper) {
         Err(SamError::MissingWeight { name }) => {
             assert!(name.starts_with("image_encoder.blocks.2."), "{name}")
@@ -37,8 +38,9 @@ fn checkpoint_of_another_model_size_is_rejected() {
         other => panic!("expected a missing weight, got {other:?}"),
     }
     let mut shallower = tiny_config();
-    shallower.image_encoder.depth = 1;
-    shallower.image_encoder.global_attn_indexes = vec![];
+    let vit = shallower.image_encoder.vit_mut().unwrap();
+    vit.depth = 1;
+    vit.global_attn_indexes = vec![];
     match Sam::load_with_config(fixture("tiny.pth"), shallower) {
         Err(SamError::UnexpectedWeights { first, .. }) => {
             assert!(first.starts_with("image_encoder.blocks.1."), "{first}")
@@ -219,6 +221,7 @@ fn segmenter_is_shareable_and_matches_the_generator() {
         amg,
         quiet: true,
         num_threads: Some(2),
+        ..SamSegmenterOptions::default()
     };
     let seg = SamSegmenter::new(tiny_sam_safetensors(), options).unwrap();
     let segmentation = seg.segment(&image::DynamicImage::ImageRgb8(image())).unwrap();

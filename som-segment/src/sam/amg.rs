@@ -15,8 +15,11 @@ use som_core::{ImageSize, Rle};
 use tch::{Kind, Tensor};
 
 use super::components::{remove_small_regions, RegionMode};
+use super::mask_decoder::DecodedTokens;
 use super::resize::apply_coords;
 use super::sam::{ImageEmbedding, Sam, MASK_THRESHOLD};
+use super::transformer::SharedImage;
+use super::upscale::{self, LowRes, UpscalePlan};
 use super::SamError;
 
 /// `is_box_near_crop_edge`'s tolerance, in pixels.
@@ -150,13 +153,20 @@ pub struct AmgRecord {
     /// one less than the pixel extent).
     pub bbox: [i64; 4],
     /// The model's IoU prediction.
+    #[serde(deserialize_with = "nan_if_null")]
     pub predicted_iou: f64,
     /// The grid point that produced the mask, in image pixels.
     pub point_coords: Vec<[f64; 2]>,
-    /// The stability score.
+    /// The stability score (NaN for an empty mask, written as `null` in JSON).
+    #[serde(deserialize_with = "nan_if_null")]
     pub stability_score: f64,
     /// The crop the mask came from, `[x, y, w, h]`.
     pub crop_box: [i64; 4],
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, so `null` reads back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl AmgRecord {
@@ -181,6 +191,35 @@ pub struct AmgTimings {
     pub decode_ms: f64,
     /// Everything else (filtering, boxes, RLE, NMS, small regions), ms.
     pub post_ms: f64,
+    /// Crops processed.
+    pub crops: u32,
+    /// Crops whose masks were decided from the low-res logits (the rest were upscaled by
+    /// LibTorch, see [`AutomaticMaskGenerator::reference_upscaling`]).
+    pub exact_upscaling_crops: u32,
+    /// Crops decoded with the image-only work shared between prompts.
+    pub shared_decoder_crops: u32,
+}
+
+/// A candidate's mask inside a crop, before NMS.
+#[derive(Debug, Clone)]
+enum PendingMask {
+    /// Uncompressed column-major counts over the full image.
+    Counts(Vec<u32>),
+    /// Low-res logits covering every pixel that may be in the mask, and their margin
+    /// (see [`upscale::margin`]); rasterised with the crop's [`UpscalePlan`] once the
+    /// candidate survives NMS.
+    Logits { low: LowRes, margin: f32 },
+}
+
+/// A candidate of one crop, before NMS: its mask may still be logits.
+#[derive(Debug, Clone)]
+struct Pending {
+    mask: PendingMask,
+    /// `[x0, y0, x1, y1]`, inclusive maxima, in the crop's frame.
+    bbox: [i64; 4],
+    iou: f32,
+    point: [f64; 2],
+    stability: f32,
 }
 
 /// One candidate mask (a row of upstream's `MaskData`).
@@ -211,6 +250,7 @@ pub struct AutomaticMaskGenerator {
     options: AmgOptions,
     point_grids: Vec<Vec<[f64; 2]>>,
     quiet: bool,
+    reference_upscaling: bool,
 }
 
 impl AutomaticMaskGenerator {
@@ -227,12 +267,24 @@ impl AutomaticMaskGenerator {
             options,
             point_grids,
             quiet: true,
+            reference_upscaling: false,
         })
     }
 
     /// Prints progress (crops, point batches) on stderr when `quiet` is false.
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
+        self
+    }
+
+    /// Upscales every candidate mask with LibTorch before filtering, as `segment_anything`
+    /// does, instead of deciding each pixel from the low-res logits (and computing exact
+    /// values only near the thresholds). Both give the same records; this is the slow path,
+    /// for checking that claim. It is also what the generator falls back to by itself when
+    /// LibTorch's upscaling arithmetic is not one it can reproduce (another LibTorch build,
+    /// a GPU).
+    pub fn reference_upscaling(mut self, on: bool) -> Self {
+        self.reference_upscaling = on;
         self
     }
 
@@ -340,11 +392,40 @@ impl AutomaticMaskGenerator {
         let t = Instant::now();
         let embedding = sam.embed_image(&cropped)?;
         timings.encode_ms += t.elapsed().as_secs_f64() * 1e3;
+        let plan = if self.reference_upscaling {
+            None
+        } else {
+            let low = sam.low_res_size();
+            let (ih, iw) = embedding.input_size;
+            let (ch, cw) = embedding.original_size;
+            UpscalePlan::probe(
+                (low.0 as usize, low.1 as usize),
+                sam.img_size() as usize,
+                (ih as usize, iw as usize),
+                (ch as usize, cw as usize),
+                embedding.features.device(),
+            )
+        };
         let (cw, ch) = (f64::from(cropped.width()), f64::from(cropped.height()));
         let points: Vec<[f64; 2]> = self.point_grids[layer]
             .iter()
             .map(|p| [p[0] * cw, p[1] * ch])
             .collect();
+        // The decoder's image-only work, once per crop; checked against the per-prompt
+        // decoder on the first points before it is trusted.
+        let t = Instant::now();
+        let shared = match &plan {
+            Some(plan) => sam.share_image(&embedding).filter(|shared| {
+                let n = points.len().min(self.options.points_per_batch).min(4);
+                self.shared_decoder_matches(sam, &embedding, shared, &points[..n], plan)
+                    .unwrap_or(false)
+            }),
+            None => None,
+        };
+        timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+        timings.crops += 1;
+        timings.exact_upscaling_crops += u32::from(plan.is_some());
+        timings.shared_decoder_crops += u32::from(shared.is_some());
         let mut data = Vec::new();
         let n_batches = points.len().div_ceil(self.options.points_per_batch);
         for (b, batch) in points.chunks(self.options.points_per_batch).enumerate() {
@@ -356,22 +437,42 @@ impl AutomaticMaskGenerator {
                     batch.len()
                 );
             }
-            data.extend(self.process_batch(sam, &embedding, batch, crop_box, orig, timings)?);
+            let decoder = Decoder {
+                plan: plan.as_ref(),
+                shared: shared.as_ref(),
+            };
+            data.extend(self.process_batch(sam, &embedding, batch, crop_box, orig, decoder, timings)?);
         }
         let boxes: Vec<[i64; 4]> = data.iter().map(|c| c.bbox).collect();
         let scores: Vec<f32> = data.iter().map(|c| c.iou).collect();
         let keep = nms(&boxes, &scores, self.options.box_nms_thresh);
-        Ok(keep
-            .into_iter()
-            .map(|i| {
-                let mut c = data[i].clone();
-                c.bbox = [c.bbox[0] + x0, c.bbox[1] + y0, c.bbox[2] + x0, c.bbox[3] + y0];
-                c.point = [c.point[0] + x0 as f64, c.point[1] + y0 as f64];
-                c
-            })
-            .collect())
+        let mut out = Vec::with_capacity(keep.len());
+        for i in keep {
+            let c = &data[i];
+            let counts = match &c.mask {
+                PendingMask::Counts(counts) => counts.clone(),
+                PendingMask::Logits { low, margin } => {
+                    let plan = plan.as_ref().ok_or_else(|| {
+                        SamError::Torch(tch::TchError::Kind("logits candidate without a plan".into()))
+                    })?;
+                    let (bits, w, h) = rasterize(plan, low, *margin, c.bbox);
+                    let [bx0, by0, _, _] = c.bbox;
+                    crop_rle_counts(&bits, w, h, [x0 + bx0, y0 + by0, 0, 0], orig)
+                }
+            };
+            out.push(Candidate {
+                counts,
+                bbox: [c.bbox[0] + x0, c.bbox[1] + y0, c.bbox[2] + x0, c.bbox[3] + y0],
+                iou: c.iou,
+                point: [c.point[0] + x0 as f64, c.point[1] + y0 as f64],
+                stability: c.stability,
+                crop_box,
+            });
+        }
+        Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn process_batch(
         &self,
         sam: &Sam,
@@ -379,94 +480,420 @@ impl AutomaticMaskGenerator {
         points: &[[f64; 2]],
         crop_box: [i64; 4],
         orig: (u32, u32),
+        decoder: Decoder,
         timings: &mut AmgTimings,
-    ) -> Result<Vec<Candidate>, SamError> {
-        let (orig_h, orig_w) = orig;
-        let long = sam.img_size();
-        let n = points.len() as i64;
-        let transformed: Vec<f64> = points
-            .iter()
-            .flat_map(|p| {
-                let (x, y) = apply_coords(p[0], p[1], embedding.original_size, long);
-                [x, y]
-            })
-            .collect();
-        let in_points = Tensor::from_slice(&transformed).view([n, 1, 2]);
-        let in_labels = Tensor::ones([n, 1], (Kind::Int, tch::Device::Cpu));
+    ) -> Result<Vec<Pending>, SamError> {
+        let (in_points, in_labels) = point_prompts(sam, embedding, points);
         let t = Instant::now();
-        let (masks, iou, _) = sam.predict_torch(embedding, Some((&in_points, &in_labels)), None, None, true);
-        let masks = masks.flatten(0, 1).contiguous();
-        let iou = Vec::<f32>::try_from(&iou.flatten(0, 1))?;
-        timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
-
-        let k = iou.len() / points.len();
-        let (ch, cw) = embedding.original_size;
-        let (ch, cw) = (ch as usize, cw as usize);
-        let px = ch * cw;
-        let hi = (MASK_THRESHOLD + self.options.stability_score_offset) as f32;
-        let lo = (MASK_THRESHOLD - self.options.stability_score_offset) as f32;
         let iou_thr = self.options.pred_iou_thresh as f32;
-        let stab_thr = self.options.stability_score_thresh as f32;
-        let kept: Vec<usize> = (0..iou.len())
-            .filter(|&i| {
-                self.options.pred_iou_thresh <= 0.0
-                    || iou[i].partial_cmp(&iou_thr) == Some(std::cmp::Ordering::Greater)
+        let iou_filter = |iou: &[f32]| -> Vec<usize> {
+            (0..iou.len())
+                .filter(|&i| {
+                    self.options.pred_iou_thresh <= 0.0
+                        || iou[i].partial_cmp(&iou_thr) == Some(std::cmp::Ordering::Greater)
+                })
+                .collect()
+        };
+        let (Some(plan), Some(shared)) = (decoder.plan, decoder.shared) else {
+            let (low_res, iou) =
+                sam.predict_low_res(embedding, Some((&in_points, &in_labels)), None, None, true);
+            let iou = Vec::<f32>::try_from(&iou.flatten(0, 1).f_to_device(tch::Device::Cpu)?)?;
+            // The IoU filter needs no mask: apply it before any upscaling.
+            let kept = iou_filter(&iou);
+            let ctx = BatchContext {
+                iou: &iou,
+                points,
+                k: iou.len() / points.len(),
+                crop_box,
+                orig,
+            };
+            if let Some(plan) = decoder.plan {
+                let low_res = low_res.flatten(0, 1).f_to_device(tch::Device::Cpu)?.contiguous();
+                timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+                let rows: Vec<(usize, usize)> = kept.iter().map(|&i| (i, i)).collect();
+                return self.fast_candidates(plan, &low_res, &rows, &ctx);
+            }
+            let masks = {
+                let _guard = tch::no_grad_guard();
+                sam.postprocess_masks(&low_res, embedding.input_size, embedding.original_size)
+            };
+            let masks = masks.flatten(0, 1).f_to_device(tch::Device::Cpu)?.contiguous();
+            timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+            return self.reference_candidates(&masks, embedding.original_size, &kept, &ctx);
+        };
+        // Fast decoder: the transformer and the IoU head for every prompt, then the mask
+        // upscaling only for prompts with a mask that passed the IoU filter, and only for
+        // the embedding cells that reach the image.
+        let decoded = sam.decode_points_shared(shared, &in_points, &in_labels);
+        let k_all = sam.mask_decoder().num_mask_tokens();
+        let iou = Vec::<f32>::try_from(
+            &decoded
+                .iou
+                .narrow(1, 1, k_all - 1)
+                .flatten(0, 1)
+                .f_to_device(tch::Device::Cpu)?,
+        )?;
+        let k = (k_all - 1) as usize;
+        let kept = iou_filter(&iou);
+        let mut prompts: Vec<i64> = kept.iter().map(|&i| (i / k) as i64).collect();
+        prompts.dedup();
+        let ctx = BatchContext {
+            iou: &iou,
+            points,
+            k,
+            crop_box,
+            orig,
+        };
+        if prompts.is_empty() {
+            timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+            return Ok(Vec::new());
+        }
+        let selected = prompts.len();
+        if selected == 1 && points.len() > 1 {
+            // A batch of one takes another convolution path in LibTorch; decode a second
+            // prompt along (its masks are ignored) to stay on the batched one.
+            prompts.push(if prompts[0] == 0 { 1 } else { 0 });
+        }
+        let low_res = self.upscale_prompts(sam, embedding, &decoded, &prompts, plan)?;
+        timings.decode_ms += t.elapsed().as_secs_f64() * 1e3;
+        let rows: Vec<(usize, usize)> = kept
+            .iter()
+            .map(|&i| {
+                let p = prompts[..selected].partition_point(|&q| q < (i / k) as i64);
+                (i, p * k + i % k)
             })
             .collect();
-        if masks.kind() != Kind::Float || !masks.is_contiguous() || masks.numel() != iou.len() * px {
+        self.fast_candidates(plan, &low_res, &rows, &ctx)
+    }
+
+    /// Low-res logits `(S·K, rows, cols)` of the multimask outputs of `prompts`, for the
+    /// embedding cells that reach the image under `plan`.
+    fn upscale_prompts(
+        &self,
+        sam: &Sam,
+        embedding: &ImageEmbedding,
+        decoded: &DecodedTokens,
+        prompts: &[i64],
+        plan: &UpscalePlan,
+    ) -> Result<Tensor, SamError> {
+        let grid = embedding.features.size();
+        let (gh, gw) = (grid[grid.len() - 2], grid[grid.len() - 1]);
+        let (lh, lw) = sam.low_res_size();
+        let (fy, fx) = ((lh / gh).max(1), (lw / gw).max(1));
+        let (ur, uc) = plan.used();
+        let cells = (
+            ((ur as i64 + fy - 1) / fy).clamp(1, gh),
+            ((uc as i64 + fx - 1) / fx).clamp(1, gw),
+        );
+        let which = Tensor::from_slice(prompts).to_device(embedding.features.device());
+        let k_all = sam.mask_decoder().num_mask_tokens();
+        let low = sam
+            .mask_decoder()
+            .upscale_selected(decoded, &which, (gh, gw), cells)
+            .narrow(1, 1, k_all - 1);
+        Ok(low.flatten(0, 1).f_to_device(tch::Device::Cpu)?.contiguous())
+    }
+
+    /// Whether the shared-image decoder gives bit-identical IoU predictions and low-res
+    /// logits to the per-prompt decoder on `points` (the assumption behind it: LibTorch's
+    /// matrix products and convolutions compute each row and each sample the same way
+    /// whatever the batch size, which holds on the CPUs we test on but is not a contract).
+    fn shared_decoder_matches(
+        &self,
+        sam: &Sam,
+        embedding: &ImageEmbedding,
+        shared: &SharedImage,
+        points: &[[f64; 2]],
+        plan: &UpscalePlan,
+    ) -> Result<bool, SamError> {
+        if points.is_empty() {
+            return Ok(false);
+        }
+        let (in_points, in_labels) = point_prompts(sam, embedding, points);
+        let (low_ref, iou_ref) =
+            sam.predict_low_res(embedding, Some((&in_points, &in_labels)), None, None, true);
+        let decoded = sam.decode_points_shared(shared, &in_points, &in_labels);
+        let k_all = sam.mask_decoder().num_mask_tokens();
+        if !decoded.iou.narrow(1, 1, k_all - 1).equal(&iou_ref) {
+            return Ok(false);
+        }
+        let prompts: Vec<i64> = (0..points.len() as i64).collect();
+        let low = self.upscale_prompts(sam, embedding, &decoded, &prompts, plan)?;
+        let s = low.size();
+        let want = low_ref
+            .flatten(0, 1)
+            .narrow(1, 0, s[1])
+            .narrow(2, 0, s[2])
+            .f_to_device(tch::Device::Cpu)?;
+        Ok(low.equal(&want))
+    }
+
+    /// The candidates of one batch from fully upscaled logits `(B·K, H, W)`, as upstream
+    /// computes them.
+    fn reference_candidates(
+        &self,
+        masks: &Tensor,
+        size: (u32, u32),
+        kept: &[usize],
+        ctx: &BatchContext,
+    ) -> Result<Vec<Pending>, SamError> {
+        let (ch, cw) = (size.0 as usize, size.1 as usize);
+        let px = ch * cw;
+        let n = ctx.iou.len();
+        if masks.kind() != Kind::Float || !masks.is_contiguous() || masks.numel() != n * px {
             return Err(SamError::Torch(tch::TchError::Kind(format!(
-                "mask logits are {:?} {:?}, expected contiguous f32 [{}, {ch}, {cw}]",
+                "mask logits are {:?} {:?}, expected contiguous f32 [{n}, {ch}, {cw}]",
                 masks.kind(),
                 masks.size(),
-                iou.len()
             ))));
         }
-        // SAFETY: `masks` is a contiguous CPU f32 tensor of exactly iou.len() * px elements
+        // SAFETY: `masks` is a contiguous CPU f32 tensor of exactly n * px elements
         // (checked above) and outlives this slice, which is only read.
         let all: &[f32] =
             unsafe { std::slice::from_raw_parts(masks.data_ptr() as *const f32, masks.numel()) };
-        let options = &self.options;
+        let (hi, lo, stab_thr) = self.stability_thresholds();
         // Sequential on purpose: LibTorch's OpenMP workers spin between operations, and a
         // second thread pool (rayon) contending with them made the next decoder call up to
         // 8x slower on two cores; one pass per mask is fast enough.
-        let candidates: Vec<Option<Candidate>> = kept
-            .iter()
-            .map(|&i| {
-                let logits = &all[i * px..(i + 1) * px];
-                let (mut inter, mut union) = (0u32, 0u32);
-                for &v in logits {
-                    inter += u32::from(v > hi);
-                    union += u32::from(v > lo);
-                }
-                let stability = inter as f32 / union as f32;
-                // NaN (an empty union) fails the test, as in torch.
-                if options.stability_score_thresh > 0.0
-                    && stability.partial_cmp(&stab_thr).is_none_or(|o| o.is_lt())
-                {
-                    return None;
-                }
-                let bits: Vec<u8> = logits
-                    .iter()
-                    .map(|&v| u8::from(v > MASK_THRESHOLD as f32))
-                    .collect();
-                let bbox = mask_to_box(&bits, cw, ch);
-                if is_box_near_crop_edge(bbox, crop_box, [0, 0, i64::from(orig_w), i64::from(orig_h)]) {
-                    return None;
-                }
-                Some(Candidate {
-                    counts: crop_rle_counts(&bits, cw, ch, crop_box, orig),
-                    bbox,
-                    iou: iou[i],
-                    point: points[i / k],
-                    stability,
-                    crop_box,
-                })
-            })
-            .collect();
-        drop(masks);
-        let out: Vec<Candidate> = candidates.into_iter().flatten().collect();
+        let mut out = Vec::new();
+        for &i in kept {
+            let logits = &all[i * px..(i + 1) * px];
+            let (mut inter, mut union) = (0u32, 0u32);
+            for &v in logits {
+                inter += u32::from(v > hi);
+                union += u32::from(v > lo);
+            }
+            let stability = inter as f32 / union as f32;
+            if !self.passes_stability(stability, stab_thr) {
+                continue;
+            }
+            let bits: Vec<u8> = logits
+                .iter()
+                .map(|&v| u8::from(v > MASK_THRESHOLD as f32))
+                .collect();
+            let bbox = mask_to_box(&bits, cw, ch);
+            if ctx.near_crop_edge(bbox) {
+                continue;
+            }
+            out.push(Pending {
+                mask: PendingMask::Counts(crop_rle_counts(&bits, cw, ch, ctx.crop_box, ctx.orig)),
+                bbox,
+                iou: ctx.iou[i],
+                point: ctx.points[i / ctx.k],
+                stability,
+            });
+        }
         Ok(out)
     }
+
+    /// The candidates of one batch from low-res logits `(B·K, 4h, 4w)`: the same decisions
+    /// as [`Self::reference_candidates`], with exact values only where a footprint
+    /// straddles a threshold (see [`upscale`]).
+    fn fast_candidates(
+        &self,
+        plan: &UpscalePlan,
+        low_res: &Tensor,
+        rows: &[(usize, usize)],
+        ctx: &BatchContext,
+    ) -> Result<Vec<Pending>, SamError> {
+        let size = low_res.size();
+        let (lh, lw) = match size[..] {
+            [_, h, w] => (h as usize, w as usize),
+            _ => {
+                return Err(SamError::Torch(tch::TchError::Kind(format!(
+                    "low-res logits have shape {size:?}"
+                ))))
+            }
+        };
+        let n = size[0] as usize;
+        let (ur, uc) = plan.used();
+        if low_res.kind() != Kind::Float
+            || !low_res.is_contiguous()
+            || lh < ur
+            || lw < uc
+            || rows.iter().any(|&(_, r)| r >= n)
+        {
+            return Err(SamError::Torch(tch::TchError::Kind(format!(
+                "low-res logits are {:?} {size:?}, expected contiguous f32 [{n}, >={ur}, >={uc}]",
+                low_res.kind()
+            ))));
+        }
+        // SAFETY: `low_res` is a contiguous CPU f32 tensor of exactly n * lh * lw elements
+        // (checked above) and outlives this slice, which is only read.
+        let all: &[f32] =
+            unsafe { std::slice::from_raw_parts(low_res.data_ptr() as *const f32, low_res.numel()) };
+        let (hi, lo, stab_thr) = self.stability_thresholds();
+        let t0 = MASK_THRESHOLD as f32;
+        let mut out = Vec::new();
+        for &(i, row) in rows {
+            let mask = &all[row * lh * lw..(row + 1) * lh * lw];
+            let mut data = Vec::with_capacity(ur * uc);
+            for r in 0..ur {
+                data.extend_from_slice(&mask[r * lw..r * lw + uc]);
+            }
+            let low = LowRes {
+                data,
+                r0: 0,
+                c0: 0,
+                h: ur,
+                w: uc,
+            };
+            let margin = upscale::margin(&low);
+            let inter = count_above(plan, &low, hi, margin);
+            let union = count_above(plan, &low, lo, margin);
+            let stability = inter as f32 / union as f32;
+            if !self.passes_stability(stability, stab_thr) {
+                continue;
+            }
+            let bbox = box_above(plan, &low, t0, margin);
+            if ctx.near_crop_edge(bbox) {
+                continue;
+            }
+            let low = match upscale::window(&low, t0, margin) {
+                Some(w) => low.sub(w.rows, w.cols),
+                None => low.sub(0..0, 0..0),
+            };
+            out.push(Pending {
+                mask: PendingMask::Logits { low, margin },
+                bbox,
+                iou: ctx.iou[i],
+                point: ctx.points[i / ctx.k],
+                stability,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `(mask_threshold + offset, mask_threshold - offset, stability_score_thresh)` as the
+    /// float32 values torch compares with.
+    fn stability_thresholds(&self) -> (f32, f32, f32) {
+        let o = self.options.stability_score_offset;
+        (
+            (MASK_THRESHOLD + o) as f32,
+            (MASK_THRESHOLD - o) as f32,
+            self.options.stability_score_thresh as f32,
+        )
+    }
+
+    fn passes_stability(&self, stability: f32, thr: f32) -> bool {
+        // NaN (an empty union) fails the test, as in torch.
+        self.options.stability_score_thresh <= 0.0 || stability.partial_cmp(&thr).is_some_and(|o| o.is_ge())
+    }
+}
+
+/// How one crop's batches are decoded: with an exact upscaling plan (or the reference's
+/// upscaling without one) and with the shared-image decoder (or the per-prompt one).
+#[derive(Debug, Clone, Copy)]
+struct Decoder<'a> {
+    plan: Option<&'a UpscalePlan>,
+    shared: Option<&'a SharedImage>,
+}
+
+/// Point prompts for a batch of grid points (image pixels of the crop): coordinates
+/// `(B, 1, 2)` in the resized-input frame and foreground labels `(B, 1)`.
+fn point_prompts(sam: &Sam, embedding: &ImageEmbedding, points: &[[f64; 2]]) -> (Tensor, Tensor) {
+    let long = sam.img_size();
+    let n = points.len() as i64;
+    let transformed: Vec<f64> = points
+        .iter()
+        .flat_map(|p| {
+            let (x, y) = apply_coords(p[0], p[1], embedding.original_size, long);
+            [x, y]
+        })
+        .collect();
+    let device = embedding.features.device();
+    (
+        Tensor::from_slice(&transformed).view([n, 1, 2]).to_device(device),
+        Tensor::ones([n, 1], (Kind::Int, device)),
+    )
+}
+
+/// What the candidates of one batch share.
+struct BatchContext<'a> {
+    iou: &'a [f32],
+    points: &'a [[f64; 2]],
+    /// Masks per point.
+    k: usize,
+    crop_box: [i64; 4],
+    orig: (u32, u32),
+}
+
+impl BatchContext<'_> {
+    fn near_crop_edge(&self, bbox: [i64; 4]) -> bool {
+        is_box_near_crop_edge(
+            bbox,
+            self.crop_box,
+            [0, 0, i64::from(self.orig.1), i64::from(self.orig.0)],
+        )
+    }
+}
+
+/// Pixels of the upscaled mask above `t`.
+fn count_above(plan: &UpscalePlan, low: &LowRes, t: f32, margin: f32) -> u64 {
+    let mut n = 0u64;
+    plan.walk(low, t, margin, |ys, xs, values| match values {
+        None => n += (ys.len() * xs.len()) as u64,
+        Some(v) => n += v.iter().filter(|&&x| x > t).count() as u64,
+    });
+    n
+}
+
+/// `batched_mask_to_box` of the upscaled mask `> t`: `[x0, y0, x1, y1]` inclusive, zeros
+/// when empty.
+fn box_above(plan: &UpscalePlan, low: &LowRes, t: f32, margin: f32) -> [i64; 4] {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
+    plan.walk(low, t, margin, |ys, xs, values| match values {
+        None => {
+            x0 = x0.min(xs.start);
+            x1 = x1.max(xs.end - 1);
+            y0 = y0.min(ys.start);
+            y1 = y1.max(ys.end - 1);
+        }
+        Some(v) => {
+            let w = xs.len();
+            for (j, &val) in v.iter().enumerate() {
+                if val > t {
+                    let (y, x) = (ys.start + j / w, xs.start + j % w);
+                    x0 = x0.min(x);
+                    x1 = x1.max(x);
+                    y0 = y0.min(y);
+                    y1 = y1.max(y);
+                }
+            }
+        }
+    });
+    if x0 == usize::MAX {
+        [0, 0, 0, 0]
+    } else {
+        [x0 as i64, y0 as i64, x1 as i64, y1 as i64]
+    }
+}
+
+/// The upscaled mask `> 0` inside `bbox` (inclusive, crop frame), row-major, with its width
+/// and height.
+fn rasterize(plan: &UpscalePlan, low: &LowRes, margin: f32, bbox: [i64; 4]) -> (Vec<u8>, usize, usize) {
+    let [bx0, by0, bx1, by1] = bbox.map(|v| v as usize);
+    let (w, h) = (bx1 - bx0 + 1, by1 - by0 + 1);
+    let mut bits = vec![0u8; w * h];
+    let t = MASK_THRESHOLD as f32;
+    plan.walk(low, t, margin, |ys, xs, values| match values {
+        None => {
+            for y in ys {
+                let row = &mut bits[(y - by0) * w..(y - by0 + 1) * w];
+                row[xs.start - bx0..xs.end - bx0].fill(1);
+            }
+        }
+        Some(v) => {
+            let xw = xs.len();
+            for (j, &val) in v.iter().enumerate() {
+                if val > t {
+                    let (y, x) = (ys.start + j / xw, xs.start + j % xw);
+                    bits[(y - by0) * w + (x - bx0)] = 1;
+                }
+            }
+        }
+    });
+    (bits, w, h)
 }
 
 /// `build_point_grid`: `n × n` cell centres in `[0, 1]²`, x varying fastest, computed as

@@ -57,6 +57,14 @@ pub enum SamError {
         /// The first of them, in key order.
         first: String,
     },
+    /// The checkpoint holds another official model than the one asked for.
+    #[error("checkpoint holds a {found} model, not the requested {requested}")]
+    ModelMismatch {
+        /// The model asked for (`vit_b`…).
+        requested: &'static str,
+        /// The model the checkpoint holds.
+        found: &'static str,
+    },
     /// The model configuration is inconsistent (e.g. heads that do not divide the width).
     #[error("invalid sam config: {0}")]
     Config(String),
@@ -76,6 +84,9 @@ pub enum SamError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// The device asked for cannot be used here.
+    #[error(transparent)]
+    Device(#[from] crate::DeviceError),
     /// LibTorch reported an error (shapes are checked before every call that user input
     /// reaches, so this means a bug or an exhausted resource).
     #[error("libtorch failed")]

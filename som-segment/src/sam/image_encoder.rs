@@ -2,7 +2,7 @@
 //! absolute position embedding, transformer blocks with windowed or global attention and
 //! decomposed relative position embeddings (MViTv2), and the convolutional neck.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::common::{LayerNorm2d, MlpBlock};
 use super::config::ImageEncoderConfig;
@@ -87,8 +87,9 @@ pub(crate) fn get_rel_pos(q_size: i64, k_size: i64, rel_pos: &Tensor) -> Tensor 
     };
     let qk = (k_size as f64 / q_size as f64).max(1.0);
     let kq = (q_size as f64 / k_size as f64).max(1.0);
-    let q_coords = Tensor::arange(q_size, (Kind::Int64, Device::Cpu)).unsqueeze(1) * qk;
-    let k_coords = Tensor::arange(k_size, (Kind::Int64, Device::Cpu)).unsqueeze(0) * kq;
+    let device = rel_pos.device();
+    let q_coords = Tensor::arange(q_size, (Kind::Int64, device)).unsqueeze(1) * qk;
+    let k_coords = Tensor::arange(k_size, (Kind::Int64, device)).unsqueeze(0) * kq;
     let relative = (q_coords - k_coords) + (k_size - 1) as f64 * kq;
     resized.index(&[Some(relative.to_kind(Kind::Int64))])
 }

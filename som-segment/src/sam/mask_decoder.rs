@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::common::LayerNorm2d;
 use super::config::MaskDecoderConfig;
-use super::transformer::TwoWayTransformer;
+use super::transformer::{SharedImage, TwoWayTransformer};
 use super::SamError;
 use crate::torch::nn::{ConvTranspose2d, Linear};
 use crate::torch::Vb;
@@ -39,6 +39,17 @@ impl Mlp {
         }
         x
     }
+}
+
+/// What [`MaskDecoder::decode_shared`] computes for a batch of prompts.
+#[derive(Debug)]
+pub(crate) struct DecodedTokens {
+    /// `(B, hw, C)` image keys after the transformer.
+    keys: Tensor,
+    /// `(B, K_all, C / 8)` hypernetwork outputs, one per mask token.
+    hyper_in: Tensor,
+    /// `(B, K_all)` IoU predictions.
+    pub(crate) iou: Tensor,
 }
 
 /// The mask decoder (`MaskDecoder`).
@@ -101,6 +112,79 @@ impl MaskDecoder {
         } else {
             (masks.narrow(1, 0, 1), iou.narrow(1, 0, 1))
         }
+    }
+
+    /// The image-only parts of decoding prompts on `(1, C, h, w)` image embeddings with
+    /// position encodings `image_pe` and the dense "no mask" embedding `dense` (`(1, C, h, w)`
+    /// or broadcastable); `None` for a decoder whose transformer has no block.
+    pub(crate) fn share_image(
+        &self,
+        image_embeddings: &Tensor,
+        image_pe: &Tensor,
+        dense: &Tensor,
+    ) -> Option<SharedImage> {
+        let _guard = tch::no_grad_guard();
+        let src = image_embeddings + dense;
+        self.transformer.share_image(&src, image_pe)
+    }
+
+    /// Runs the transformer for `(B, N, C)` sparse prompts (no mask prompt) on a shared image
+    /// and predicts the IoU of every mask token: `(tokens, image keys, iou (B, K_all))`,
+    /// before any mask is upscaled.
+    pub(crate) fn decode_shared(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
+        let _guard = tch::no_grad_guard();
+        let b = sparse.size()[0];
+        let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)
+            .unsqueeze(0)
+            .expand([b, -1, -1], false);
+        let tokens = Tensor::cat(&[&output_tokens, sparse], 1);
+        let (hs, keys) = self.transformer.forward_shared(shared, &tokens);
+        let iou = self.iou_head.forward(&hs.select(1, 0));
+        let mask_tokens_out = hs.narrow(1, 1, self.num_mask_tokens);
+        let hyper_in = Tensor::stack(
+            &self
+                .hypernetworks
+                .iter()
+                .enumerate()
+                .map(|(i, mlp)| mlp.forward(&mask_tokens_out.select(1, i as i64)))
+                .collect::<Vec<_>>(),
+            1,
+        );
+        DecodedTokens { keys, hyper_in, iou }
+    }
+
+    /// Low-res logits `(S, K_all, 4·rows, 4·cols)` of the prompts `which` (indices into the
+    /// batch of `decoded`, at least two of them) for the top-left `rows × cols` cells of the
+    /// `h × w` embedding grid; every value equals the decoder's full-batch, full-size output.
+    pub(crate) fn upscale_selected(
+        &self,
+        decoded: &DecodedTokens,
+        which: &Tensor,
+        grid: (i64, i64),
+        cells: (i64, i64),
+    ) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let keys = decoded.keys.index_select(0, which);
+        let hyper_in = decoded.hyper_in.index_select(0, which);
+        let s = keys.size()[0];
+        let c = keys.size()[2];
+        let (h, w) = grid;
+        let (rows, cols) = cells;
+        let src = keys
+            .view([s, h, w, c])
+            .narrow(1, 0, rows)
+            .narrow(2, 0, cols)
+            .contiguous()
+            .permute([0, 3, 1, 2]);
+        let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
+        let up = self.upscale2.forward(&up).gelu("none");
+        let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
+        hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w])
+    }
+
+    /// Masks predicted per prompt (`K_all`, including the single-mask token).
+    pub(crate) fn num_mask_tokens(&self) -> i64 {
+        self.num_mask_tokens
     }
 
     fn predict_masks(

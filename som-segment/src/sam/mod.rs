@@ -64,19 +64,25 @@ mod resize;
 #[allow(clippy::module_inception)]
 mod sam;
 mod segmenter;
+mod tiny_vit;
 mod transformer;
+mod upscale;
 
 pub use crate::torch::resize_bilinear;
 pub use crate::torch::Weights;
 pub use amg::{AmgOptions, AmgRecord, AmgTimings, AutomaticMaskGenerator, RleRecord};
 pub use config::{
-    ImageEncoderConfig, MaskDecoderConfig, PromptEncoderConfig, SamConfig, SamModel, TwoWayTransformerConfig,
+    EncoderConfig, ImageEncoderConfig, MaskDecoderConfig, PromptEncoderConfig, SamConfig, SamModel,
+    TwoWayTransformerConfig,
 };
 pub use error::SamError;
 pub use image_encoder::{Block as EncoderBlock, ImageEncoderViT};
 pub use mask_decoder::MaskDecoder;
 pub use prompt_encoder::PromptEncoder;
 pub use resize::{apply_coords, preprocess_shape, resize_longest_side};
-pub use sam::{ImageEmbedding, PointPrompt, Prediction, Prompt, Sam, MASK_THRESHOLD, MIN_IMAGE_SIDE};
-pub use segmenter::{SamSegmenter, SamSegmenterOptions};
+pub use sam::{
+    ImageEmbedding, ImageEncoder, PointPrompt, Prediction, Prompt, Sam, MASK_THRESHOLD, MIN_IMAGE_SIDE,
+};
+pub use segmenter::{ObjectPrompt, SamPromptSegmenter, SamSegmenter, SamSegmenterOptions};
+pub use tiny_vit::{TinyViT, TinyVitConfig};
 pub use transformer::TwoWayTransformer;

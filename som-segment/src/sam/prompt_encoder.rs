@@ -4,7 +4,7 @@
 
 use std::f64::consts::PI;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::common::LayerNorm2d;
 use super::SamError;
@@ -27,7 +27,7 @@ impl PositionEmbeddingRandom {
 
     /// Encodings of the centres of an `h × w` grid, `(C, h, w)`.
     fn grid(&self, h: i64, w: i64) -> Tensor {
-        let grid = Tensor::ones([h, w], (Kind::Float, Device::Cpu));
+        let grid = Tensor::ones([h, w], (Kind::Float, self.gaussian.device()));
         let y = grid.cumsum(0, None::<Kind>) - 0.5;
         let x = grid.cumsum(1, None::<Kind>) - 0.5;
         let y = y / h;
@@ -103,13 +103,22 @@ impl PromptEncoder {
             .unsqueeze(0)
     }
 
+    /// The dense embedding of "no mask prompt" for one prompt, `(1, C, h, w)`.
+    pub(crate) fn no_mask_dense(&self) -> Tensor {
+        self.no_mask_embed.reshape([1, -1, 1, 1]).expand(
+            [1, -1, self.image_embedding_size.0, self.image_embedding_size.1],
+            false,
+        )
+    }
+
     fn embed_points(&self, points: &Tensor, labels: &Tensor, pad: bool) -> Tensor {
         let mut points = points + 0.5;
         let mut labels = labels.shallow_clone();
         if pad {
             let b = points.size()[0];
-            let padding_point = Tensor::zeros([b, 1, 2], (Kind::Float, Device::Cpu));
-            let padding_label = -Tensor::ones([b, 1], (Kind::Float, Device::Cpu));
+            let device = points.device();
+            let padding_point = Tensor::zeros([b, 1, 2], (Kind::Float, device));
+            let padding_label = -Tensor::ones([b, 1], (Kind::Float, device));
             points = Tensor::cat(&[points, padding_point], 1);
             labels = Tensor::cat(&[labels, padding_label], 1);
         }
@@ -159,7 +168,8 @@ impl PromptEncoder {
         } else {
             1
         };
-        let mut sparse = Tensor::empty([bs, 0, self.embed_dim], (Kind::Float, Device::Cpu));
+        let device = self.no_mask_embed.device();
+        let mut sparse = Tensor::empty([bs, 0, self.embed_dim], (Kind::Float, device));
         if let Some((coords, labels)) = points {
             let pe = self.embed_points(coords, labels, boxes.is_none());
             sparse = Tensor::cat(&[sparse, pe], 1);

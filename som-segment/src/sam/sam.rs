@@ -7,11 +7,13 @@ use image::RgbImage;
 use som_core::{ImageSize, Mask};
 use tch::{Device, Kind, Tensor};
 
-use super::config::{SamConfig, SamModel};
+use super::config::{EncoderConfig, SamConfig, SamModel};
 use super::image_encoder::ImageEncoderViT;
-use super::mask_decoder::MaskDecoder;
+use super::mask_decoder::{DecodedTokens, MaskDecoder};
 use super::prompt_encoder::PromptEncoder;
 use super::resize::{apply_coords, resize_longest_side};
+use super::tiny_vit::TinyViT;
+use super::transformer::SharedImage;
 use super::SamError;
 use crate::torch::Weights;
 
@@ -21,6 +23,26 @@ pub const MASK_THRESHOLD: f64 = 0.0;
 /// The smallest image side SAM accepts, in pixels: a 1-pixel side leaves nothing to segment.
 pub const MIN_IMAGE_SIDE: u32 = 2;
 
+/// The image encoder of a [`Sam`]: SAM's ViT or MobileSAM's TinyViT.
+#[derive(Debug)]
+pub enum ImageEncoder {
+    /// `ImageEncoderViT` (ViT-B/L/H).
+    Vit(ImageEncoderViT),
+    /// `TinyViT` (MobileSAM).
+    TinyVit(TinyViT),
+}
+
+impl ImageEncoder {
+    /// Encodes a normalised, padded `(B, 3, img_size, img_size)` batch into
+    /// `(B, out_chans, grid, grid)` embeddings.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            ImageEncoder::Vit(e) => e.forward(x),
+            ImageEncoder::TinyVit(e) => e.forward(x),
+        }
+    }
+}
+
 /// Segment Anything: image encoder, prompt encoder and mask decoder.
 ///
 /// Tensors are `Send` but not `Sync`, so a `Sam` moves between threads but is not shared;
@@ -28,7 +50,7 @@ pub const MIN_IMAGE_SIDE: u32 = 2;
 #[derive(Debug)]
 pub struct Sam {
     config: SamConfig,
-    image_encoder: ImageEncoderViT,
+    image_encoder: ImageEncoder,
     prompt_encoder: PromptEncoder,
     mask_decoder: MaskDecoder,
     pixel_mean: Tensor,
@@ -129,18 +151,45 @@ impl Sam {
     /// See [`Weights::from_file`] and [`Sam::from_weights`]; a checkpoint of another model
     /// size is a [`SamError::WeightShape`] or [`SamError::UnexpectedWeights`].
     pub fn load(path: impl AsRef<Path>, model: SamModel) -> Result<Self, SamError> {
-        Self::load_with_config(path, model.config())
+        Self::from_weights_of(&Weights::from_file(path)?, model)
     }
 
-    /// Loads an official checkpoint and recognises its size from the image encoder's width
-    /// (768 `vit_b`, 1024 `vit_l`, 1280 `vit_h`).
+    /// [`Sam::from_weights`] with an official configuration; a state dict of another
+    /// official model is a [`SamError::ModelMismatch`] naming both.
     ///
     /// # Errors
-    /// As [`Sam::load`]; [`SamError::Config`] when the width matches no official model.
-    pub fn load_detect(path: impl AsRef<Path>) -> Result<(Self, SamModel), SamError> {
+    /// As [`Sam::from_weights`], and [`SamError::ModelMismatch`].
+    pub fn from_weights_of(weights: &Weights, model: SamModel) -> Result<Self, SamError> {
+        Self::from_weights(weights, model.config()).map_err(|e| match e {
+            SamError::MissingWeight { .. }
+            | SamError::WeightShape { .. }
+            | SamError::UnexpectedWeights { .. } => match SamModel::detect(weights) {
+                Ok(found) if found != model => SamError::ModelMismatch {
+                    requested: model.name(),
+                    found: found.name(),
+                },
+                _ => e,
+            },
+            other => other,
+        })
+    }
+
+    /// Loads a checkpoint with the configuration its parameter shapes determine
+    /// ([`SamConfig::infer`]): an official model (`vit_b`, `vit_l`, `vit_h`, `vit_t`) or a
+    /// custom one.
+    ///
+    /// # Errors
+    /// As [`Sam::load`]; [`SamError::Config`] when the shapes describe no model this port
+    /// can build.
+    pub fn load_detect(path: impl AsRef<Path>) -> Result<Self, SamError> {
         let weights = Weights::from_file(path)?;
-        let model = SamModel::detect(&weights)?;
-        Ok((Self::from_weights(&weights, model.config())?, model))
+        let config = SamConfig::infer(&weights)?;
+        Self::from_weights(&weights, config)
+    }
+
+    /// The official model this is, if its configuration is one.
+    pub fn model(&self) -> Option<SamModel> {
+        SamModel::ALL.into_iter().find(|m| m.config() == self.config)
     }
 
     /// Loads a checkpoint for a custom configuration.
@@ -152,8 +201,46 @@ impl Sam {
         Self::from_weights(&weights, config)
     }
 
+    /// Loads a checkpoint onto `device`: as [`Sam::load`] with `Some(model)`, as
+    /// [`Sam::load_detect`] with `None`.
+    ///
+    /// ```no_run
+    /// use som_segment::{sam::Sam, Device};
+    /// let sam = Sam::load_on("mobile_sam.pt", None, Device::Auto)?;
+    /// println!("{:?} on {:?}", sam.model(), sam.device());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As those, and [`SamError::Device`] for a device this LibTorch cannot use.
+    pub fn load_on(
+        path: impl AsRef<Path>,
+        model: Option<SamModel>,
+        device: crate::Device,
+    ) -> Result<Self, SamError> {
+        let device = device.resolve()?;
+        let weights = Weights::from_file(path)?;
+        let weights = if device == Device::Cpu {
+            weights
+        } else {
+            weights.to_device(device)?
+        };
+        match model {
+            Some(model) => Self::from_weights_of(&weights, model),
+            None => {
+                let config = SamConfig::infer(&weights)?;
+                Self::from_weights(&weights, config)
+            }
+        }
+    }
+
+    /// The device the model's parameters are on.
+    pub fn device(&self) -> Device {
+        self.pixel_mean.device()
+    }
+
     /// Builds the model from a state dict, checking every parameter's shape and that no
-    /// parameter is left over.
+    /// parameter is left over. The model runs where the state dict's tensors are.
     ///
     /// # Errors
     /// [`SamError::Config`], [`SamError::MissingWeight`], [`SamError::WeightShape`],
@@ -163,8 +250,11 @@ impl Sam {
         let _guard = tch::no_grad_guard();
         let vb = weights.root(&config.name);
         let emb = config.image_embedding_size();
-        let img = config.image_encoder.img_size;
-        let image_encoder = ImageEncoderViT::load(&vb.pp("image_encoder"), &config.image_encoder)?;
+        let img = config.image_encoder.img_size();
+        let image_encoder = match &config.image_encoder {
+            EncoderConfig::Vit(c) => ImageEncoder::Vit(ImageEncoderViT::load(&vb.pp("image_encoder"), c)?),
+            EncoderConfig::TinyVit(c) => ImageEncoder::TinyVit(TinyViT::load(&vb.pp("image_encoder"), c)?),
+        };
         let prompt_encoder = PromptEncoder::load(
             &vb.pp("prompt_encoder"),
             config.prompt_encoder.embed_dim,
@@ -176,12 +266,13 @@ impl Sam {
         weights.check_all_used(&config.name)?;
         let mean: Vec<f32> = config.pixel_mean.iter().map(|&v| v as f32).collect();
         let std: Vec<f32> = config.pixel_std.iter().map(|&v| v as f32).collect();
+        let device = prompt_encoder.dense_pe().device();
         Ok(Sam {
             image_encoder,
             prompt_encoder,
             mask_decoder,
-            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]),
-            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]),
+            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]).to_device(device),
+            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]).to_device(device),
             config,
         })
     }
@@ -193,11 +284,17 @@ impl Sam {
 
     /// Side of the square model input (1024 for the official models).
     pub fn img_size(&self) -> u32 {
-        self.config.image_encoder.img_size as u32
+        self.config.image_encoder.img_size() as u32
+    }
+
+    /// Size `(height, width)` of the low-res mask logits the decoder predicts (four times
+    /// the image-embedding grid, 256 × 256 for the official models).
+    pub fn low_res_size(&self) -> (i64, i64) {
+        self.prompt_encoder.mask_input_size()
     }
 
     /// The image encoder.
-    pub fn image_encoder(&self) -> &ImageEncoderViT {
+    pub fn image_encoder(&self) -> &ImageEncoder {
         &self.image_encoder
     }
 
@@ -217,7 +314,7 @@ impl Sam {
         let x = (x - &self.pixel_mean) / &self.pixel_std;
         let size = x.size();
         let (h, w) = (size[size.len() - 2], size[size.len() - 1]);
-        let img = self.config.image_encoder.img_size;
+        let img = self.config.image_encoder.img_size();
         x.constant_pad_nd([0, img - w, 0, img - h])
     }
 
@@ -229,7 +326,7 @@ impl Sam {
         input_size: (u32, u32),
         original_size: (u32, u32),
     ) -> Tensor {
-        let img = self.config.image_encoder.img_size;
+        let img = self.config.image_encoder.img_size();
         let m = masks.upsample_bilinear2d([img, img], false, None, None);
         let m = m
             .narrow(-2, 0, i64::from(input_size.0))
@@ -260,6 +357,7 @@ impl Sam {
         let _guard = tch::no_grad_guard();
         let (w, h) = (resized.width() as i64, resized.height() as i64);
         let t = Tensor::f_from_data_size(resized.as_raw(), &[h, w, 3], Kind::Uint8)?
+            .f_to_device(self.device())?
             .permute([2, 0, 1])
             .contiguous()
             .unsqueeze(0);
@@ -282,17 +380,54 @@ impl Sam {
         mask_input: Option<&Tensor>,
         multimask_output: bool,
     ) -> (Tensor, Tensor, Tensor) {
+        let (low_res, iou) = self.predict_low_res(embedding, points, boxes, mask_input, multimask_output);
+        let _guard = tch::no_grad_guard();
+        let masks = self.postprocess_masks(&low_res, embedding.input_size, embedding.original_size);
+        (masks, iou, low_res)
+    }
+
+    /// [`Sam::predict_torch`] without the upscaling: low-res logits `(B, K, 4h, 4w)` and IoU
+    /// predictions `(B, K)`.
+    pub fn predict_low_res(
+        &self,
+        embedding: &ImageEmbedding,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+        mask_input: Option<&Tensor>,
+        multimask_output: bool,
+    ) -> (Tensor, Tensor) {
         let _guard = tch::no_grad_guard();
         let (sparse, dense) = self.prompt_encoder.forward(points, boxes, mask_input);
-        let (low_res, iou) = self.mask_decoder.forward(
+        self.mask_decoder.forward(
             &embedding.features,
             &self.prompt_encoder.dense_pe(),
             &sparse,
             &dense,
             multimask_output,
-        );
-        let masks = self.postprocess_masks(&low_res, embedding.input_size, embedding.original_size);
-        (masks, iou, low_res)
+        )
+    }
+
+    /// The image-only part of decoding point prompts on `embedding` (see
+    /// [`MaskDecoder`]'s fast path); `None` when the decoder cannot share it.
+    pub(crate) fn share_image(&self, embedding: &ImageEmbedding) -> Option<SharedImage> {
+        self.mask_decoder.share_image(
+            &embedding.features,
+            &self.prompt_encoder.dense_pe(),
+            &self.prompt_encoder.no_mask_dense(),
+        )
+    }
+
+    /// Decodes `(B, N, 2)` point prompts (resized-input frame) with `(B, N)` labels on a
+    /// shared image up to the IoU predictions, before any mask is upscaled.
+    pub(crate) fn decode_points_shared(
+        &self,
+        shared: &SharedImage,
+        points: &Tensor,
+        labels: &Tensor,
+    ) -> DecodedTokens {
+        let _guard = tch::no_grad_guard();
+        let (sparse, _) = self.prompt_encoder.forward(Some((points, labels)), None, None);
+        self.mask_decoder.decode_shared(shared, &sparse)
     }
 
     /// `SamPredictor.predict`: prompts in original-image pixels.
@@ -326,8 +461,10 @@ impl Sam {
             }
             let n = labels.len() as i64;
             points = Some((
-                Tensor::from_slice(&coords).view([1, n, 2]),
-                Tensor::from_slice(&labels).view([1, n]),
+                Tensor::from_slice(&coords)
+                    .view([1, n, 2])
+                    .to_device(self.device()),
+                Tensor::from_slice(&labels).view([1, n]).to_device(self.device()),
             ));
         }
         let mut boxes = None;
@@ -339,7 +476,11 @@ impl Sam {
             }
             let (ax, ay) = apply_coords(x0, y0, embedding.original_size, long);
             let (bx, by) = apply_coords(x1, y1, embedding.original_size, long);
-            boxes = Some(Tensor::from_slice(&[ax as f32, ay as f32, bx as f32, by as f32]).view([1, 4]));
+            boxes = Some(
+                Tensor::from_slice(&[ax as f32, ay as f32, bx as f32, by as f32])
+                    .view([1, 4])
+                    .to_device(self.device()),
+            );
         }
         let mut mask = None;
         if let Some(m) = &prompt.mask_input {
@@ -354,7 +495,11 @@ impl Sam {
                     "mask input has shape {size:?}, expected [{mh}, {mw}] low-res logits"
                 )));
             }
-            mask = Some(m.to_kind(Kind::Float).to_device(Device::Cpu).view([1, 1, mh, mw]));
+            mask = Some(
+                m.to_kind(Kind::Float)
+                    .to_device(self.device())
+                    .view([1, 1, mh, mw]),
+            );
         }
         let (masks, iou, low_res) = self.predict_torch(
             embedding,
@@ -371,7 +516,7 @@ impl Sam {
         for i in 0..k {
             out.push(mask_from_tensor(&masks.get(i), size)?);
         }
-        let iou_predictions = Vec::<f32>::try_from(&iou)?;
+        let iou_predictions = Vec::<f32>::try_from(&iou.f_to_device(Device::Cpu)?)?;
         Ok(Prediction {
             masks: out,
             iou_predictions,
@@ -382,6 +527,6 @@ impl Sam {
 
 /// A `(H, W)` bool tensor as a [`Mask`].
 pub(crate) fn mask_from_tensor(t: &Tensor, size: ImageSize) -> Result<Mask, SamError> {
-    let bytes = Vec::<u8>::try_from(&t.to_kind(Kind::Uint8).flatten(0, -1))?;
+    let bytes = Vec::<u8>::try_from(&t.to_kind(Kind::Uint8).flatten(0, -1).f_to_device(Device::Cpu)?)?;
     Mask::from_bytes(size, &bytes).map_err(|e| SamError::Image(e.to_string()))
 }

@@ -34,13 +34,13 @@ impl Attention {
         })
     }
 
-    fn separate_heads(&self, x: &Tensor) -> Tensor {
+    pub(crate) fn separate_heads(&self, x: &Tensor) -> Tensor {
         let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
         x.reshape([b, n, self.num_heads, c / self.num_heads])
             .transpose(1, 2)
     }
 
-    fn recombine_heads(x: &Tensor) -> Tensor {
+    pub(crate) fn recombine_heads(x: &Tensor) -> Tensor {
         let (b, h, n, c) = x.size4().expect("heads are (B, H, N, C)");
         x.transpose(1, 2).reshape([b, n, h * c])
     }
@@ -55,6 +55,23 @@ impl Attention {
         let attn = attn.softmax(-1, None::<Kind>);
         self.out_proj.forward(&Self::recombine_heads(&attn.matmul(&v)))
     }
+}
+
+/// The parts of the first block that depend on the image alone (one image embedding,
+/// no mask prompt): computed once per image instead of once per prompt, with the same
+/// operations on the same memory layouts as the reference's per-prompt copies, so the
+/// values are bit-identical.
+#[derive(Debug)]
+pub(crate) struct SharedImage {
+    /// `(1, hw, C)` image tokens, a permuted view as upstream's `flatten(2).permute(0, 2, 1)`.
+    keys: Tensor,
+    /// `(1, hw, C)` their position encodings, likewise.
+    key_pe: Tensor,
+    /// Layer 0, token → image: keys `(heads, c, hw)` and values `(heads, hw, c)`.
+    t2i_k: Tensor,
+    t2i_v: Tensor,
+    /// Layer 0, image → token: queries `(heads, hw, c)`.
+    i2t_q: Tensor,
 }
 
 /// `TwoWayAttentionBlock`.
@@ -170,6 +187,79 @@ impl TwoWayTransformer {
         }
         let q = &queries + point_embedding;
         let k = &keys + &image_pe;
+        let attn_out = self.final_attn_token_to_image.forward(&q, &k, &keys);
+        let queries = self.norm_final_attn.forward(&(queries + attn_out));
+        (queries, keys)
+    }
+
+    /// The image-only parts of the first block for `(1, C, h, w)` image embeddings (dense
+    /// prompt already added) and their `(1, C, h, w)` position encodings; `None` when the
+    /// transformer has no block.
+    pub(crate) fn share_image(&self, image_embedding: &Tensor, image_pe: &Tensor) -> Option<SharedImage> {
+        let first = self.layers.first()?;
+        let keys = image_embedding.flatten(2, -1).permute([0, 2, 1]);
+        let key_pe = image_pe.flatten(2, -1).permute([0, 2, 1]);
+        let k = &keys + &key_pe;
+        let a = &first.cross_attn_token_to_image;
+        let t2i_k = a
+            .separate_heads(&a.k_proj.forward(&k))
+            .get(0)
+            .permute([0, 2, 1])
+            .contiguous();
+        let t2i_v = a.separate_heads(&a.v_proj.forward(&keys)).get(0).contiguous();
+        let b = &first.cross_attn_image_to_token;
+        let i2t_q = b.separate_heads(&b.q_proj.forward(&k)).get(0).contiguous();
+        Some(SharedImage {
+            keys,
+            key_pe,
+            t2i_k,
+            t2i_v,
+            i2t_q,
+        })
+    }
+
+    /// [`Self::forward`] for `(B, N, C)` prompt tokens on the image of `shared`, reusing its
+    /// image-only parts: the same values as `forward` on `B` copies of the image.
+    pub(crate) fn forward_shared(&self, shared: &SharedImage, point_embedding: &Tensor) -> (Tensor, Tensor) {
+        let first = &self.layers[0];
+        let pe = point_embedding;
+        let b = pe.size()[0];
+        // Block 0 skips the query position encoding in its self-attention.
+        let queries = first.self_attn.forward(pe, pe, pe);
+        let queries = first.norm1.forward(&queries);
+        // Token -> image: all prompts' queries against the shared keys, one bmm per head.
+        let a = &first.cross_attn_token_to_image;
+        let q = a.separate_heads(&a.q_proj.forward(&(&queries + pe)));
+        let (_, heads, n, c) = q.size4().expect("heads are (B, H, N, C)");
+        let q_all = q.permute([1, 0, 2, 3]).reshape([heads, b * n, c]);
+        let attn = q_all.bmm(&shared.t2i_k) / (c as f64).sqrt();
+        let attn = attn.softmax(-1, None::<Kind>);
+        let out = attn
+            .bmm(&shared.t2i_v)
+            .reshape([heads, b, n, c])
+            .permute([1, 0, 2, 3]);
+        let attn_out = a.out_proj.forward(&Attention::recombine_heads(&out));
+        let queries = first.norm2.forward(&(&queries + attn_out));
+        let queries = &queries + first.mlp.forward(&queries);
+        let queries = first.norm3.forward(&queries);
+        // Image -> token: the shared image queries against each prompt's tokens.
+        let i = &first.cross_attn_image_to_token;
+        let k = i.separate_heads(&i.k_proj.forward(&(&queries + pe)));
+        let v = i.separate_heads(&i.v_proj.forward(&queries));
+        let scores: Vec<Tensor> = (0..b)
+            .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
+            .collect();
+        let attn = Tensor::stack(&scores, 0) / (c as f64).sqrt();
+        let attn = attn.softmax(-1, None::<Kind>);
+        let attn_out = i.out_proj.forward(&Attention::recombine_heads(&attn.matmul(&v)));
+        let keys = first.norm4.forward(&(&shared.keys + attn_out));
+        let mut queries = queries;
+        let mut keys = keys;
+        for layer in &self.layers[1..] {
+            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe);
+        }
+        let q = &queries + pe;
+        let k = &keys + &shared.key_pe;
         let attn_out = self.final_attn_token_to_image.forward(&q, &k, &keys);
         let queries = self.norm_final_attn.forward(&(queries + attn_out));
         (queries, keys)

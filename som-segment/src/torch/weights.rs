@@ -122,6 +122,19 @@ impl Weights {
         Ok(Self::from_map(map))
     }
 
+    /// The same state dict with every tensor on `device` (a copy when `device` is not
+    /// where they are).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Torch`] when LibTorch cannot move them (no memory on the device).
+    pub fn to_device(&self, device: tch::Device) -> Result<Self, CheckpointError> {
+        let mut map = BTreeMap::new();
+        for (k, t) in &self.tensors {
+            map.insert(k.clone(), t.f_to_device(device)?);
+        }
+        Ok(Self::from_map(map))
+    }
+
     fn from_map(tensors: BTreeMap<String, Tensor>) -> Self {
         Weights {
             tensors,
