@@ -976,6 +976,8 @@ mod tests {
         check(r#"{"marks": []}"#, NUM, &[]);
         check(r#"{"foo": 1} then [2]"#, NUM, &["2"]);
         check(r#"{"marks": [3.0]}"#, NUM, &["3"]);
+        // A brace inside a JSON string does not end the object (else the prose is read).
+        check(r#"{"note": "unlike mark 7 }", "marks": [5]}"#, NUM, &["5"]);
     }
 
     #[test]
