@@ -978,6 +978,10 @@ mod tests {
         check(r#"{"marks": [3.0]}"#, NUM, &["3"]);
         // A brace inside a JSON string does not end the object (else the prose is read).
         check(r#"{"note": "unlike mark 7 }", "marks": [5]}"#, NUM, &["5"]);
+        // A string is read as a label list with letter labels as long as it is wide…
+        check(r#"{"marks": "ab, cd"}"#, NUM, &["ab", "cd"]);
+        // …else kept whole when it is not empty.
+        check(r#"{"marks": ["x1", "", " "]}"#, NUM, &["x1"]);
     }
 
     #[test]
