@@ -1139,6 +1139,10 @@ mod tests {
         let lists = |n: usize| format!(r#"{{"marks": {}3{}}}"#, "[".repeat(n), "]".repeat(n));
         assert_eq!(labels(&lists(8), NUM), ["3"]);
         assert!(labels(&lists(9), NUM).is_empty());
+        // Objects under mark keys count as levels too.
+        let objects = |n: usize| format!("{}3{}", r#"{"marks": "#.repeat(n), "}".repeat(n));
+        assert_eq!(labels(&objects(9), NUM), ["3"]);
+        assert!(labels(&objects(10), NUM).is_empty());
     }
 
     #[test]
