@@ -1146,6 +1146,19 @@ mod tests {
     }
 
     #[test]
+    fn a_line_gives_at_most_max_labels() {
+        // parse_lines does not truncate what scan returns, so scan must stop itself.
+        let line = "[1]".repeat(MAX_LABELS + 5);
+        assert_eq!(scan(&line, NUM).len(), MAX_LABELS);
+    }
+
+    #[test]
+    fn connectors_may_end_in_a_colon() {
+        check("the cup is labeled as: 5", NUM, &["5"]);
+        check("the cup is labeled with the number:\t7", NUM, &["7"]);
+    }
+
+    #[test]
     fn labels_are_normalised() {
         for (raw, want) in [
             ("007", "7"),
