@@ -1153,9 +1153,11 @@ mod tests {
     }
 
     #[test]
-    fn connectors_may_end_in_a_colon() {
+    fn connectors_may_end_in_a_colon_and_citations_follow_each_other() {
         check("the cup is labeled as: 5", NUM, &["5"]);
         check("the cup is labeled with the number:\t7", NUM, &["7"]);
+        // A parenthesised label is skipped exactly: the next citation is read.
+        check("(123)[4]", NUM, &["123", "4"]);
     }
 
     #[test]
