@@ -997,6 +997,10 @@ mod tests {
         let toks = extract_labels(s, NUM);
         assert_eq!(&s[toks[0].span.clone()], "12");
         assert_eq!(&s[toks[1].span.clone()], "7");
+        let s = "cup (12), lid #4";
+        let toks = extract_labels(s, NUM);
+        assert_eq!(&s[toks[0].span.clone()], "12");
+        assert_eq!(&s[toks[1].span.clone()], "#4");
     }
 
     #[test]
@@ -1158,6 +1162,9 @@ mod tests {
         check("the cup is labeled with the number:\t7", NUM, &["7"]);
         // A parenthesised label is skipped exactly: the next citation is read.
         check("(123)[4]", NUM, &["123", "4"]);
+        // '#' starts a label only after a non-alphanumeric and with digits after it.
+        check("item#12 and # heading and #", NUM, &[]);
+        check("(#12) #3", NUM, &["12", "3"]);
     }
 
     #[test]
