@@ -1165,6 +1165,10 @@ mod tests {
         // '#' starts a label only after a non-alphanumeric and with digits after it.
         check("item#12 and # heading and #", NUM, &[]);
         check("(#12) #3", NUM, &["12", "3"]);
+        // Keyword phrases: spaces after "on" are skipped forwards, and reading goes on
+        // right after the phrase's list.
+        check("click on   5", NUM, &["5"]);
+        check("mark 12 [4]", NUM, &["12", "4"]);
     }
 
     #[test]
