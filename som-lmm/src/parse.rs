@@ -1001,6 +1001,9 @@ mod tests {
         let toks = extract_labels(s, NUM);
         assert_eq!(&s[toks[0].span.clone()], "12");
         assert_eq!(&s[toks[1].span.clone()], "#4");
+        let s = "cup (   5)";
+        let toks = extract_labels(s, NUM);
+        assert_eq!(&s[toks[0].span.clone()], "5");
     }
 
     #[test]
@@ -1013,6 +1016,12 @@ mod tests {
             ("saucer (mark 5)", "saucer"),
             ("the lid is mark 6", "the lid is mark"),
             ("#7 => lid", "lid"),
+            // A bracket opened before a label but closed more than 64 bytes after it
+            // is prose, not the citation.
+            (
+                "see [note mark 5 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx]",
+                "see [note mark xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx]",
+            ),
             // A label's span starts at its '#', after a keyword too.
             ("the lid is mark #6", "the lid is mark"),
         ] {
@@ -1169,6 +1178,16 @@ mod tests {
         // right after the phrase's list.
         check("click on   5", NUM, &["5"]);
         check("mark 12 [4]", NUM, &["12", "4"]);
+        // A keyword inside brackets lets letters through as bracketed labels do.
+        check("[mark: a]", NUM, &["a"]);
+        // Parenthesised labels: at most 9 characters, letters only up to the longest mark.
+        check("(123456789)", NUM, &["123456789"]);
+        check("(1234567890)", NUM, &[]);
+        check("(x1) (ab)", LET, &["ab"]);
+        // After '#' only digits; a letter label ends at a letter boundary.
+        check("region #4", NUM, &["4"]);
+        check("mark #a", LET, &[]);
+        check("mark ab_c", LET, &[]);
     }
 
     #[test]
