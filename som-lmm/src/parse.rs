@@ -1016,6 +1016,12 @@ mod tests {
             ("saucer (mark 5)", "saucer"),
             ("the lid is mark 6", "the lid is mark"),
             ("#7 => lid", "lid"),
+            // The look-ahead stops before a character it would cut (here the closing
+            // bracket itself, 62..65 bytes after the label).
+            (
+                "see 【note mark 5 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx】",
+                "see 【note mark xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx】",
+            ),
             // A bracket opened before a label but closed more than 64 bytes after it
             // is prose, not the citation.
             (
@@ -1188,6 +1194,9 @@ mod tests {
         check("region #4", NUM, &["4"]);
         check("mark #a", LET, &[]);
         check("mark ab_c", LET, &[]);
+        // Items of a list need a separator: in brackets, at least a space.
+        check("[3#4]", NUM, &[]);
+        check("mark 3 5", NUM, &["3"]);
     }
 
     #[test]
