@@ -16,6 +16,7 @@
 #                                              checkout and reuse its target/, no scratch copy and no
 #                                              full rebuild per file; only in your own worktree)
 #
+# Results of the last full run, and what became of each missed mutant: tools/mutants-results.md.
 # Each FILE gets its own results folder, target/mutants/<file with / as _>/mutants.out/
 # (caught.txt, missed.txt, timeout.txt, unviable.txt, outcomes.json), and a summary line.
 # cargo-mutants builds in a scratch copy of the workspace, so the checkout is never modified
@@ -35,7 +36,7 @@ if [ "${1:-}" = "--iterate" ]; then
     shift
 fi
 if [ "$#" -eq 0 ]; then
-    sed -n '2,23p' "$0"
+    sed -n '2,24p' "$0"
     exit 2
 fi
 
