@@ -184,18 +184,6 @@ fn automatic_mask_generator_records_match() {
     }
 }
 
-/// `hash_tensor` of gen_sam.py: exact in f64, then rounded to f32.
-fn hash_tensor(shape: &[i64], seed: u64, scale: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let v: Vec<f32> = (0..n as u64)
-        .map(|i| {
-            let h = (i * 2_654_435_761 + seed * 40_503) % (1u64 << 32);
-            ((h as f64 / 4_294_967_296.0 - 0.5) * scale) as f32
-        })
-        .collect();
-    Tensor::from_slice(&v).view(shape)
-}
-
 /// The official MobileSAM encoder (unpatched in the reference) on hash weights and a hash
 /// input: the full-size architecture (four stages, the stride-1 merge into width 320,
 /// 64 x 64 output, 256-channel neck).

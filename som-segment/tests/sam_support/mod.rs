@@ -57,3 +57,15 @@ pub fn temp_path(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(name)
 }
+
+/// `hash_tensor` of gen_sam.py: exact in f64, then rounded to f32.
+pub fn hash_tensor(shape: &[i64], seed: u64, scale: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n as u64)
+        .map(|i| {
+            let h = (i * 2_654_435_761 + seed * 40_503) % (1u64 << 32);
+            ((h as f64 / 4_294_967_296.0 - 0.5) * scale) as f32
+        })
+        .collect();
+    Tensor::from_slice(&v).view(shape)
+}
