@@ -1177,13 +1177,17 @@ mod tests {
         check("the cup is labeled with the number:\t7", NUM, &["7"]);
         // A parenthesised label is skipped exactly: the next citation is read.
         check("(123)[4]", NUM, &["123", "4"]);
-        // '#' starts a label only after a non-alphanumeric and with digits after it.
-        check("item#12 and # heading and #", NUM, &[]);
-        check("(#12) #3", NUM, &["12", "3"]);
         // Keyword phrases: spaces after "on" are skipped forwards, and reading goes on
         // right after the phrase's list.
         check("click on   5", NUM, &["5"]);
         check("mark 12 [4]", NUM, &["12", "4"]);
+    }
+
+    #[test]
+    fn label_atoms_and_lists_have_exact_bounds() {
+        // '#' starts a label only after a non-alphanumeric and with digits after it.
+        check("item#12 and # heading and #", NUM, &[]);
+        check("(#12) #3", NUM, &["12", "3"]);
         // A keyword inside brackets lets letters through as bracketed labels do.
         check("[mark: a]", NUM, &["a"]);
         // Parenthesised labels: at most 9 characters, letters only up to the longest mark.
