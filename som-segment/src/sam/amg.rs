@@ -15,7 +15,7 @@ use som_core::{ImageSize, Rle};
 use tch::{Kind, Tensor};
 
 use super::components::{remove_small_regions, RegionMode};
-use super::mask_decoder::DecodedTokens;
+use super::mask_decoder::{DecodedTokens, DECODE_GROUP};
 use super::resize::apply_coords;
 use super::sam::{ImageEmbedding, Sam, MASK_THRESHOLD};
 use super::transformer::SharedImage;
@@ -416,7 +416,12 @@ impl AutomaticMaskGenerator {
         let t = Instant::now();
         let shared = match &plan {
             Some(plan) => sam.share_image(&embedding).filter(|shared| {
-                let n = points.len().min(self.options.points_per_batch).min(4);
+                // Two decoder groups against one batch: also catches a LibTorch whose
+                // values depend on the batch size.
+                let n = points
+                    .len()
+                    .min(self.options.points_per_batch)
+                    .min(2 * DECODE_GROUP as usize);
                 self.shared_decoder_matches(sam, &embedding, shared, &points[..n], plan)
                     .unwrap_or(false)
             }),

@@ -52,6 +52,27 @@ pub(crate) struct DecodedTokens {
     pub(crate) iou: Tensor,
 }
 
+/// Prompts decoded together by the automatic generator's decoder (see
+/// [`MaskDecoder::decode_shared`]).
+pub(crate) const DECODE_GROUP: i64 = 4;
+
+/// `(start, len)` of the groups of at most [`DECODE_GROUP`] prompts that cover `n`, none of
+/// one prompt unless `n` is 1 (LibTorch computes a batch of one on other paths, whose
+/// values may differ in the last bits): a last group of one joins the group before it.
+fn groups(n: i64) -> impl Iterator<Item = (i64, i64)> {
+    let mut sizes = vec![DECODE_GROUP; (n / DECODE_GROUP) as usize];
+    match n % DECODE_GROUP {
+        0 => {}
+        1 if !sizes.is_empty() => *sizes.last_mut().expect("not empty") += 1,
+        r => sizes.push(r),
+    }
+    sizes.into_iter().scan(0, |start, len| {
+        let group = (*start, len);
+        *start += len;
+        Some(group)
+    })
+}
+
 /// The mask decoder (`MaskDecoder`).
 #[derive(Debug)]
 pub struct MaskDecoder {
@@ -131,8 +152,30 @@ impl MaskDecoder {
     /// Runs the transformer for `(B, N, C)` sparse prompts (no mask prompt) on a shared image
     /// and predicts the IoU of every mask token: `(tokens, image keys, iou (B, K_all))`,
     /// before any mask is upscaled.
+    ///
+    /// The prompts go through in groups of [`DECODE_GROUP`]: the values are the same as in
+    /// one batch (every row is computed the same way whatever the batch size, which
+    /// `shared_decoder_matches` in the generator checks on each crop), but a group's
+    /// `(group, hw, C)` image tokens stay in the CPU cache between operations where a whole
+    /// batch's (256 MB at 64 prompts) went through memory at every step.
     pub(crate) fn decode_shared(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
         let _guard = tch::no_grad_guard();
+        let parts: Vec<DecodedTokens> = groups(sparse.size()[0])
+            .map(|(start, len)| self.decode_group(shared, &sparse.narrow(0, start, len)))
+            .collect();
+        if parts.len() == 1 {
+            return parts.into_iter().next().expect("one part");
+        }
+        let cat = |f: fn(&DecodedTokens) -> &Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
+        DecodedTokens {
+            keys: cat(|d| &d.keys),
+            hyper_in: cat(|d| &d.hyper_in),
+            iou: cat(|d| &d.iou),
+        }
+    }
+
+    /// [`Self::decode_shared`] for one group of prompts.
+    fn decode_group(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
         let b = sparse.size()[0];
         let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)
             .unsqueeze(0)
@@ -164,6 +207,20 @@ impl MaskDecoder {
         cells: (i64, i64),
     ) -> Tensor {
         let _guard = tch::no_grad_guard();
+        let parts: Vec<Tensor> = groups(which.size()[0])
+            .map(|(start, len)| self.upscale_group(decoded, &which.narrow(0, start, len), grid, cells))
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// [`Self::upscale_selected`] for one group of prompts (at least two).
+    fn upscale_group(
+        &self,
+        decoded: &DecodedTokens,
+        which: &Tensor,
+        grid: (i64, i64),
+        cells: (i64, i64),
+    ) -> Tensor {
         let keys = decoded.keys.index_select(0, which);
         let hyper_in = decoded.hyper_in.index_select(0, which);
         let s = keys.size()[0];
@@ -221,5 +278,29 @@ impl MaskDecoder {
         let masks = hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w]);
         let iou_pred = self.iou_head.forward(&iou_token_out);
         (masks, iou_pred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn groups_cover_the_batch_without_a_group_of_one() {
+        let all = |n| groups(n).collect::<Vec<_>>();
+        assert_eq!(all(0), vec![]);
+        assert_eq!(all(1), vec![(0, 1)]);
+        assert_eq!(all(3), vec![(0, 3)]);
+        assert_eq!(all(5), vec![(0, 5)]);
+        assert_eq!(all(6), vec![(0, 4), (4, 2)]);
+        assert_eq!(all(9), vec![(0, 4), (4, 5)]);
+        for n in 2..200 {
+            let g = all(n);
+            assert_eq!(g.iter().map(|&(_, len)| len).sum::<i64>(), n);
+            assert!(g.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+            assert!(g
+                .iter()
+                .all(|&(_, len)| (2..=2 * super::DECODE_GROUP).contains(&len)));
+        }
     }
 }

@@ -130,6 +130,8 @@ impl TwoWayAttentionBlock {
         let queries = self.norm1.forward(&queries);
 
         let q = &queries + query_pe;
+        // Upstream adds the position encodings to the unchanged keys twice in a block;
+        // once gives the same values.
         let k = keys + key_pe;
         let queries = &queries + self.cross_attn_token_to_image.forward(&q, &k, keys);
         let queries = self.norm2.forward(&queries);
@@ -138,7 +140,6 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&queries);
 
         let q = &queries + query_pe;
-        let k = keys + key_pe;
         let keys = keys + self.cross_attn_image_to_token.forward(&k, &q, &queries);
         let keys = self.norm4.forward(&keys);
         (queries, keys)
