@@ -200,6 +200,37 @@ fn automatic_mask_generator_records_match() {
     }
 }
 
+/// The fast generator decodes a batch in groups of a few prompts; whatever the batch size
+/// (so whatever the last group's size), its records equal those of the reference decoder,
+/// which decodes every batch whole.
+#[test]
+fn every_batch_size_gives_the_reference_records() {
+    let sam = tiny_sam_pth();
+    let img = image();
+    for points_per_batch in 2..=13 {
+        let options = AmgOptions {
+            points_per_side: 5,
+            points_per_batch,
+            pred_iou_thresh: 0.0,
+            stability_score_thresh: 0.0,
+            ..AmgOptions::default()
+        };
+        let run = |reference| {
+            let generator = AutomaticMaskGenerator::new(options.clone())
+                .unwrap()
+                .quiet(true)
+                .reference_upscaling(reference);
+            generator.generate_timed(&sam, &img).unwrap()
+        };
+        let (fast, timings) = run(false);
+        let (slow, _) = run(true);
+        assert_eq!(timings.shared_decoder_crops, 1, "batches of {points_per_batch}");
+        assert!(!slow.is_empty());
+        let json = |r: &[AmgRecord]| serde_json::to_string(r).unwrap();
+        assert_eq!(json(&fast), json(&slow), "batches of {points_per_batch}");
+    }
+}
+
 #[test]
 fn pth_and_safetensors_give_the_same_model() {
     let a = Weights::from_file(fixture("tiny.pth")).unwrap();

@@ -56,20 +56,16 @@ pub(crate) struct DecodedTokens {
 /// [`MaskDecoder::decode_shared`]).
 pub(crate) const DECODE_GROUP: i64 = 4;
 
-/// `(start, len)` of the groups of at most [`DECODE_GROUP`] prompts that cover `n`, none of
-/// one prompt unless `n` is 1 (LibTorch computes a batch of one on other paths, whose
-/// values may differ in the last bits): a last group of one joins the group before it.
+/// `(start, len)` of the groups that cover `n` prompts: [`DECODE_GROUP`] each, the last one
+/// taking the remainder (up to `2·DECODE_GROUP - 1`), one group when `n` is smaller. No group
+/// is smaller than the group size unless the batch is: LibTorch computes small batches on
+/// other paths, whose values may differ in the last bits (groups of two did).
 fn groups(n: i64) -> impl Iterator<Item = (i64, i64)> {
-    let mut sizes = vec![DECODE_GROUP; (n / DECODE_GROUP) as usize];
-    match n % DECODE_GROUP {
-        0 => {}
-        1 if !sizes.is_empty() => *sizes.last_mut().expect("not empty") += 1,
-        r => sizes.push(r),
-    }
-    sizes.into_iter().scan(0, |start, len| {
-        let group = (*start, len);
-        *start += len;
-        Some(group)
+    let count = (n / DECODE_GROUP).max(i64::from(n > 0));
+    (0..count).map(move |i| {
+        let start = i * DECODE_GROUP;
+        let len = if i + 1 == count { n - start } else { DECODE_GROUP };
+        (start, len)
     })
 }
 
@@ -286,15 +282,17 @@ mod tests {
     use super::groups;
 
     #[test]
-    fn groups_cover_the_batch_without_a_group_of_one() {
+    fn groups_cover_the_batch_without_a_small_group() {
         let all = |n| groups(n).collect::<Vec<_>>();
         assert_eq!(all(0), vec![]);
         assert_eq!(all(1), vec![(0, 1)]);
         assert_eq!(all(3), vec![(0, 3)]);
-        assert_eq!(all(5), vec![(0, 5)]);
-        assert_eq!(all(6), vec![(0, 4), (4, 2)]);
+        assert_eq!(all(4), vec![(0, 4)]);
+        assert_eq!(all(6), vec![(0, 6)]);
         assert_eq!(all(9), vec![(0, 4), (4, 5)]);
-        for n in 2..200 {
+        assert_eq!(all(11), vec![(0, 4), (4, 7)]);
+        assert_eq!(all(64).len(), 16);
+        for n in 4..200 {
             let g = all(n);
             assert_eq!(g.iter().map(|&(_, len)| len).sum::<i64>(), n);
             assert!(g.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
