@@ -76,24 +76,21 @@ impl MaskdinoArgs {
             .checkpoint
             .as_ref()
             .context("--segmenter maskdino needs --checkpoint PATH")?;
-        if let Some(device) = &model.device {
-            // The MaskDINO port loads its weights on the CPU; a GPU asked for is refused
-            // rather than ignored (`auto` without a GPU is the CPU).
-            let device: som_segment::Device = device.parse()?;
-            if device.resolve()? != som_segment::Device::Cpu.resolve()? {
-                anyhow::bail!("--device {device}: --segmenter maskdino runs on the CPU only so far")
-            }
-        }
+        let device: som_segment::Device = match &model.device {
+            Some(d) => d.parse()?,
+            None => som_segment::Device::Cpu,
+        };
         let maskdino = match self.maskdino_config.as_deref() {
-            None => MaskDino::load_detect(path)?.0,
+            None => MaskDino::load_on(path, None, device)?,
             Some(name) => match name.parse::<MaskDinoModel>() {
-                Ok(kind) => MaskDino::load(path, kind)?,
+                Ok(kind) => MaskDino::load_on(path, Some(kind), device)?,
                 Err(_) if name.ends_with(".json") => {
                     let text =
                         std::fs::read_to_string(name).with_context(|| format!("cannot read {name}"))?;
                     let config: MaskDinoConfig = serde_json::from_str(&text)
                         .with_context(|| format!("{name} is not a MaskDINO config"))?;
-                    MaskDino::load_with_config(path, config)?
+                    let weights = som_segment::torch::Weights::from_file_on(path, device.resolve()?)?;
+                    MaskDino::from_weights(&weights, config)?
                 }
                 Err(e) => return Err(e.into()),
             },

@@ -43,6 +43,8 @@ fn segment_writes_labelled_panoptic_regions_with_the_models_stages() {
         "--threads",
         "2",
         "--timings",
+        "--device",
+        "auto",
     ]);
     assert_ok(&out);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
@@ -163,4 +165,22 @@ fn bad_checkpoints_configs_and_flags_are_one_line_errors() {
         "2",
     ]);
     assert_fails(&out, "confidence_threshold");
+    // Devices: no GPU here is a typed one-line error (skipped on a machine with one), and
+    // so is a device LibTorch has no name for.
+    let device = |d: &str| {
+        run(&[
+            "--segmenter",
+            "maskdino",
+            "--checkpoint",
+            s(&fixture("maskdino/tiny.pth")),
+            "--maskdino-config",
+            s(&config),
+            "--device",
+            d,
+        ])
+    };
+    if som_segment::Device::Cuda(0).resolve().is_err() {
+        assert_fails(&device("cuda"), "device cuda:0 is not available");
+    }
+    assert_fails(&device("tpu"), "unknown device 'tpu'");
 }

@@ -1,7 +1,7 @@
 //! Where a LibTorch model runs: [`Device`] (`cpu`, `cuda`, `cuda:N`, `mps`, `auto`).
 //!
-//! Available with the `torch` feature. SAM's segmenters take one (MaskDINO's port runs on
-//! the CPU so far); [`Device::resolve`] checks it against the LibTorch this process runs
+//! Available with the `torch` feature. Every torch model loads onto one
+//! (`Sam::load_on`, `MaskDino::load_on`, `Weights::from_file_on`); [`Device::resolve`] checks it against the LibTorch this process runs
 //! on, so asking for a GPU that is not there is a [`DeviceError`], never a LibTorch abort,
 //! and `auto` falls back to the CPU.
 //!

@@ -29,6 +29,29 @@ fn a_sam_checkpoint_is_not_maskdino() {
 }
 
 #[test]
+fn devices_are_resolved_before_anything_loads() {
+    use som_segment::Device;
+    // No GPU on this machine: a typed device error, before the file is even opened
+    // (skipped on a machine with one).
+    if Device::Cuda(0).resolve().is_err() {
+        match MaskDino::load_on("no-such-file.pth", None, Device::Cuda(0)) {
+            Err(MaskDinoError::Device(e)) => assert!(e.to_string().contains("cuda:0"), "{e}"),
+            other => panic!("expected a device error, got {other:?}"),
+        }
+    }
+    // `auto` falls back to the CPU, where a model built from weights read there runs;
+    // detection still refuses what is no published model.
+    let auto = Device::Auto.resolve().unwrap();
+    let weights = Weights::from_file_on(fixture("tiny.pth"), auto).unwrap();
+    let model = MaskDino::from_weights(&weights, tiny_config("no")).unwrap();
+    assert_eq!(model.device(), auto);
+    match MaskDino::load_on(sam_checkpoint(), None, Device::Auto) {
+        Err(MaskDinoError::NotMaskDino(_)) => {}
+        other => panic!("expected NotMaskDino, got {other:?}"),
+    }
+}
+
+#[test]
 fn configs_that_do_not_match_the_checkpoint_are_rejected() {
     // The tiny checkpoint is a ResNet with 133 classes: r50_panoptic's layout.
     for model in [

@@ -2,7 +2,7 @@
 """Side-by-side speed of the Rust SAM port and the Python references on the same LibTorch.
 
     /root/.cache/som/refvenv/bin/python tools/bench/compare_sam.py [--reps 2] [--models vit_t,vit_b]
-        [--skip-encode] [--skip-amg] [--settings default,zero]
+        [--skip-encode] [--skip-amg] [--settings default,zero] [--floor]
 
 For each model (MobileSAM `vit_t` through `mobile_sam`, SAM `vit_b` through
 `segment_anything` 1.0), with random full-size weights generated here once and kept outside
@@ -22,6 +22,14 @@ hypernetwork outputs scaled to logits of about 10 (x300), the IoU head's bias ra
 (a third of the masks pass the default filters), the transposed convolutions' taps equal
 (no 4x4 checker pattern). The photo is fixtures/images/coffee.png cut to 16:9 and resized
 to 1280x720 (a PNG, so both sides decode the same pixels).
+
+--floor also times what no generator with the reference's records can skip: the mask
+decoder's two-way transformer for 32x32 = 1024 prompts (the reference's module, in its
+64-prompt batches and in groups of four as the Rust side runs it), and the seven
+(4096 x 256) x (256 x 128) matrix products per prompt inside it, alone. Every record's
+mask depends on the bits of its prompt's transformer output (the upscaled logits are
+thresholded), and another order of the same arithmetic gives other bits, so the matrix
+products are a lower bound on the decoder's time for any exact generator.
 
 Both sides use the machine's default LibTorch thread count and alternate round by round, so
 load from other processes hits both alike; the table shows the best of --reps rounds
@@ -175,6 +183,42 @@ def bench_amg(model, sam, path, image, setting, reps):
     return min(py), min(rs), min(pyc), min(rsc), len(anns), same
 
 
+def floor(model, sam, reps):
+    """The decoder transformer of 1024 prompts, and its matrix products alone (best of reps)."""
+    dec = sam.mask_decoder
+    emb = torch.randn(1, 256, 64, 64)
+    pe = sam.prompt_encoder.get_dense_pe()
+    pts = torch.rand(64, 1, 2) * 1024
+    labels = torch.ones(64, 1, dtype=torch.int)
+    with torch.no_grad():
+        sparse, dense = sam.prompt_encoder(points=(pts, labels), boxes=None, masks=None)
+
+        def transformer(group):
+            for i in range(0, 64, group):
+                s, d = sparse[i : i + group], dense[i : i + group]
+                tokens = torch.cat(
+                    [torch.cat([dec.iou_token.weight, dec.mask_tokens.weight]).unsqueeze(0).expand(len(s), -1, -1), s],
+                    dim=1,
+                )
+                dec.transformer(torch.repeat_interleave(emb, len(s), dim=0) + d, torch.repeat_interleave(pe, len(s), dim=0), tokens)
+
+        x = torch.randn(4 * 4096, 256)
+        w, b = torch.randn(128, 256), torch.randn(128)
+
+        def products():
+            for _ in range(16 * 7):
+                torch.nn.functional.linear(x, w, b)
+
+        rows = []
+        for what, f in [("transformer, 64-prompt batches", lambda: transformer(64)),
+                        ("transformer, groups of 4", lambda: transformer(4)),
+                        ("its 7 matrix products per prompt alone", products)]:
+            best = min(timed(f)[1] for _ in range(reps)) * 16  # 16 batches of 64 prompts
+            rows.append((f"{model} decoder floor: {what}, 1024 prompts", best))
+            print(rows[-1])
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=2)
@@ -182,11 +226,14 @@ def main():
     ap.add_argument("--settings", default="default,zero")
     ap.add_argument("--skip-encode", action="store_true")
     ap.add_argument("--skip-amg", action="store_true")
+    ap.add_argument("--floor", action="store_true")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, image {PHOTO}, best of {args.reps}")
-    rows = []
+    rows, floors = [], []
     for model in args.models.split(","):
         sam, path = prepare(model)
+        if args.floor:
+            floors += floor(model, sam, args.reps)
         image = np.array(Image.open(PHOTO).convert("RGB"))
         if not args.skip_encode:
             py, rs, pyc, rsc, rel = bench_encode(model, sam, path, image, args.reps)
@@ -202,6 +249,12 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for what, py, rs, pyc, rsc, note in rows:
         print(f"| {what} | {py:.0f} | {rs:.0f} | {rs / py:.3f} | {pyc:.0f} | {rsc:.0f} | {rsc / pyc:.3f} | {note} |")
+    if floors:
+        print()
+        print("| what (reference LibTorch, python) | ms |")
+        print("|---|---:|")
+        for what, ms in floors:
+            print(f"| {what} | {ms:.0f} |")
 
 
 if __name__ == "__main__":

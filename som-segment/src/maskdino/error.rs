@@ -45,6 +45,9 @@ pub enum MaskDinoError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// The device asked for is not available to this LibTorch (see [`crate::Device`]).
+    #[error(transparent)]
+    Device(#[from] crate::DeviceError),
     /// LibTorch reported an error (shapes are checked before every call that user input
     /// reaches, so this means a bug or an exhausted resource).
     #[error("libtorch failed")]

@@ -146,14 +146,34 @@ impl MaskDino {
     /// published model.
     pub fn load_detect(path: impl AsRef<Path>) -> Result<(Self, MaskDinoModel), MaskDinoError> {
         let weights = Weights::from_file(path)?;
-        check_is_maskdino(&weights)?;
-        let model = MaskDinoModel::detect(&weights).ok_or_else(|| {
-            MaskDinoError::NotMaskDino(
-                "no published model has this backbone and class head (name the config to load another)"
-                    .into(),
-            )
-        })?;
+        let model = detect_model(&weights)?;
         Ok((Self::from_weights(&weights, model.config())?, model))
+    }
+
+    /// Loads a checkpoint onto `device`: as [`MaskDino::load`] with `Some(model)`, as
+    /// [`MaskDino::load_detect`] with `None`. GPU runs are untested (the machines this port
+    /// is tested on have none); `Device::Auto` falls back to the CPU.
+    ///
+    /// ```no_run
+    /// use som_segment::{maskdino::MaskDino, Device};
+    /// let model = MaskDino::load_on("maskdino_r50.pth", None, Device::Auto)?;
+    /// println!("{} on {:?}", model.config().name, model.device());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As those, and [`MaskDinoError::Device`] for a device this LibTorch cannot use.
+    pub fn load_on(
+        path: impl AsRef<Path>,
+        model: Option<MaskDinoModel>,
+        device: crate::Device,
+    ) -> Result<Self, MaskDinoError> {
+        let weights = Weights::from_file_on(path, device.resolve()?)?;
+        let model = match model {
+            Some(model) => model,
+            None => detect_model(&weights)?,
+        };
+        Self::from_weights(&weights, model.config())
     }
 
     /// Loads a checkpoint with any configuration (e.g. a reduced-width one).
@@ -167,7 +187,8 @@ impl MaskDino {
     }
 
     /// Builds the model from loaded weights, checking every parameter's shape and that
-    /// every parameter is used (like `load_state_dict(strict=True)`).
+    /// every parameter is used (like `load_state_dict(strict=True)`). The model runs where
+    /// the weights are (see [`crate::torch::Weights::to_device`]).
     ///
     /// # Errors
     /// As [`MaskDino::load_with_config`].
@@ -207,14 +228,19 @@ impl MaskDino {
         weights.check_all_used(&config.name)?;
         let mean: Vec<f32> = config.input.pixel_mean.iter().map(|&v| v as f32).collect();
         let std: Vec<f32> = config.input.pixel_std.iter().map(|&v| v as f32).collect();
+        let device = weights
+            .names()
+            .next()
+            .and_then(|name| weights.get(name))
+            .map_or(Device::Cpu, Tensor::device);
         Ok(MaskDino {
             backbone,
             pixel_decoder,
             decoder,
-            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]),
-            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]),
+            pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]).to_device(device),
+            pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]).to_device(device),
             config,
-            device: Device::Cpu,
+            device,
         })
     }
 
@@ -406,6 +432,16 @@ impl MaskDinoModel {
             _ => None,
         }
     }
+}
+
+/// The published model a MaskDINO checkpoint holds.
+fn detect_model(weights: &Weights) -> Result<MaskDinoModel, MaskDinoError> {
+    check_is_maskdino(weights)?;
+    MaskDinoModel::detect(weights).ok_or_else(|| {
+        MaskDinoError::NotMaskDino(
+            "no published model has this backbone and class head (name the config to load another)".into(),
+        )
+    })
 }
 
 /// A MaskDINO state dict has a backbone and a `sem_seg_head`.

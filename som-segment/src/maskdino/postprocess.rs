@@ -126,7 +126,8 @@ pub(crate) fn instance_inference(
     if keep.is_empty() {
         return Vec::new();
     }
-    let keep_t = Tensor::from_slice(&keep.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let keep_t =
+        Tensor::from_slice(&keep.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(logits.device());
     let queries = queries.index_select(0, &keep_t);
     let labels = labels.index_select(0, &keep_t);
     let scores_per_image = scores_per_image.index_select(0, &keep_t);
@@ -135,13 +136,13 @@ pub(crate) fn instance_inference(
     let mut unique = query_list.clone();
     unique.sort_unstable();
     unique.dedup();
-    let unique_t = Tensor::from_slice(&unique);
+    let unique_t = Tensor::from_slice(&unique).to_device(masks.device());
     let up = masks_to_original(&masks.index_select(0, &unique_t), sizes);
     let position: Vec<i64> = query_list
         .iter()
         .map(|q| unique.binary_search(q).unwrap_or(0) as i64)
         .collect();
-    let mask_pred = up.index_select(0, &Tensor::from_slice(&position));
+    let mask_pred = up.index_select(0, &Tensor::from_slice(&position).to_device(up.device()));
     drop(up);
     let pred_masks = mask_pred.gt(0.0).to_kind(Kind::Float);
     let mask_scores = (mask_pred.sigmoid().flatten(1, -1) * pred_masks.flatten(1, -1)).sum_dim_intlist(

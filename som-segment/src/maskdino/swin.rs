@@ -62,7 +62,7 @@ impl WindowAttention {
         let n = ws * ws;
         // A persistent buffer in the checkpoint; the port computes it and checks it agrees.
         let stored = vb.get("relative_position_index", &[n, n])?;
-        let index = Tensor::from_slice(&relative_position_index(ws));
+        let index = Tensor::from_slice(&relative_position_index(ws)).to_device(table.device());
         let agrees = stored
             .to_kind(Kind::Int64)
             .view([-1])

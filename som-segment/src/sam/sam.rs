@@ -218,13 +218,7 @@ impl Sam {
         model: Option<SamModel>,
         device: crate::Device,
     ) -> Result<Self, SamError> {
-        let device = device.resolve()?;
-        let weights = Weights::from_file(path)?;
-        let weights = if device == Device::Cpu {
-            weights
-        } else {
-            weights.to_device(device)?
-        };
+        let weights = Weights::from_file_on(path, device.resolve()?)?;
         match model {
             Some(model) => Self::from_weights_of(&weights, model),
             None => {

@@ -35,7 +35,31 @@ impl Weights {
     /// [`CheckpointError::Io`] when the file cannot be read, [`CheckpointError::Format`] when it is
     /// neither format, is truncated, or holds something other than a state dict.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
-        let path = path.as_ref();
+        Self::read(path.as_ref())
+    }
+
+    /// [`Weights::from_file`], then the tensors moved to `device` (a resolved device, see
+    /// [`crate::Device::resolve`]) unless it is the CPU they are read onto.
+    ///
+    /// ```no_run
+    /// use som_segment::{torch::Weights, Device};
+    /// let device = Device::Auto.resolve()?;
+    /// let weights = Weights::from_file_on("sam_vit_b_01ec64.pth", device)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Weights::from_file`] and [`Weights::to_device`].
+    pub fn from_file_on(path: impl AsRef<Path>, device: tch::Device) -> Result<Self, CheckpointError> {
+        let weights = Self::read(path.as_ref())?;
+        if device == tch::Device::Cpu {
+            Ok(weights)
+        } else {
+            weights.to_device(device)
+        }
+    }
+
+    fn read(path: &Path) -> Result<Self, CheckpointError> {
         let mut head = [0u8; 9];
         let n = {
             let mut f = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
