@@ -79,6 +79,41 @@ pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, SomError> {
     Ok(image)
 }
 
+/// The width and height a PNG's or JPEG's header declares, read by the decoder
+/// [`decode_image`] uses for it (with `exact-jpeg`, [`crate::jpeg::dimensions`]), so
+/// a size check before decoding agrees with the decoding. Nothing is decoded.
+///
+/// # Errors
+/// [`SomError::Image`] when the header cannot be read (not an image, truncated,
+/// corrupt).
+///
+/// # Example
+/// ```
+/// use som_core::io::image_dimensions;
+/// let mut png = Vec::new();
+/// image::RgbImage::new(3, 2).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+/// assert_eq!(image_dimensions(&png)?, (3, 2));
+/// assert!(image_dimensions(b"not an image").is_err());
+/// # Ok::<(), som_core::SomError>(())
+/// ```
+pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), SomError> {
+    #[cfg(feature = "exact-jpeg")]
+    if crate::jpeg::is_jpeg(bytes) {
+        return crate::jpeg::dimensions(bytes)
+            .map_err(|e| SomError::Image(format!("cannot read the image header: {e}")));
+    }
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SomError::Image(format!("cannot read the image: {e}")))?
+        .into_dimensions()
+        .map_err(|e| {
+            SomError::Image(format!(
+                "cannot read the image header: {}",
+                one_line(&e.to_string())
+            ))
+        })
+}
+
 /// Reads and decodes an image file with the limits of [`decode_image`].
 ///
 /// # Errors

@@ -392,3 +392,35 @@ mod props {
         }
     }
 }
+
+/// The frame header's size without decoding, on every fixture: the size the decoder gives.
+#[test]
+fn dimensions_are_the_decoded_size() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/jpeg");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jpg") {
+            let bytes = std::fs::read(&path).unwrap();
+            let limits = som_core::jpeg::Limits {
+                max_side: 16_384,
+                max_bytes: 1 << 30,
+            };
+            let image = som_core::jpeg::decode(&bytes, &limits).unwrap();
+            let dims = som_core::jpeg::dimensions(&bytes).unwrap();
+            assert_eq!(dims, (image.width(), image.height()), "{}", path.display());
+            // Cut before the frame header ends: an error, not a size.
+            let sof = bytes
+                .windows(2)
+                .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
+                .unwrap();
+            assert!(
+                som_core::jpeg::dimensions(&bytes[..sof + 6]).is_err(),
+                "{}",
+                path.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "only {seen} JPEG fixtures");
+}

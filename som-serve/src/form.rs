@@ -267,12 +267,9 @@ pub(crate) fn check_image(bytes: &[u8], max_pixels: u64) -> Result<(), Failure> 
             ))
         }
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| {
-        Failure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("cannot read the image header: {e}"),
-        )
-    })?;
+    // The decoder that will decode it reads the size (som_core's JPEG decoder for JPEGs).
+    let (w, h) = som_core::io::image_dimensions(bytes)
+        .map_err(|e| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
         return Err(Failure::new(
@@ -319,5 +316,15 @@ mod tests {
         // A PNG cut inside its header.
         let e = check_image(&png(4, 3)[..20], 100).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        // JPEGs: the size from the frame header som's own decoder reads; a file cut
+        // before its frame header is unreadable.
+        let jpeg = som_core::io::encode_jpeg(&image::RgbImage::new(5, 4), 90).unwrap();
+        assert!(check_image(&jpeg, 20).is_ok());
+        let e = check_image(&jpeg, 19).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(e.message.contains("5x4 = 20 pixels"), "{}", e.message);
+        let e = check_image(&jpeg[..4], 100).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.message.contains("header"), "{}", e.message);
     }
 }

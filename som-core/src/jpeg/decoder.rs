@@ -66,13 +66,7 @@ pub(crate) fn decode(data: &[u8], limits: &Limits) -> Result<DynamicImage> {
                 let header = m::parse_sof(input.segment("frame header")?, marker == m::SOF2)?;
                 image = Some(start_image(&header, limits)?);
             }
-            0xC3 | 0xCB => return Err(JpegError::unsupported("lossless JPEG")),
-            0xC9 | 0xCA => return Err(JpegError::unsupported("arithmetic coding")),
-            0xC5..=0xC8 | 0xCD..=0xCF => {
-                return Err(JpegError::unsupported(format!(
-                    "frame type {marker:#04x} (hierarchical or reserved)"
-                )))
-            }
+            0xC3 | 0xC5..=0xCB | 0xCD..=0xCF => return Err(unsupported_frame(marker)),
             m::DHT => m::parse_dht(input.segment("Huffman table")?, &mut huffman)?,
             m::DQT => m::parse_dqt(input.segment("quantisation table")?, &mut quant)?,
             m::DRI => restart_interval = m::parse_dri(input.segment("restart interval")?)?,
@@ -126,6 +120,44 @@ pub(crate) fn decode(data: &[u8], limits: &Limits) -> Result<DynamicImage> {
         );
     }
     output::pixels(&img.frame, &img.planes, space)
+}
+
+/// The error for a frame type this decoder does not read (lossless, arithmetic-coded,
+/// hierarchical or reserved SOF markers).
+fn unsupported_frame(marker: u8) -> JpegError {
+    match marker {
+        0xC3 | 0xCB => JpegError::unsupported("lossless JPEG"),
+        0xC9 | 0xCA => JpegError::unsupported("arithmetic coding"),
+        _ => JpegError::unsupported(format!("frame type {marker:#04x} (hierarchical or reserved)")),
+    }
+}
+
+/// The width and height of the frame header, read as [`decode`] reads it, without
+/// decoding anything.
+pub(crate) fn dimensions(data: &[u8]) -> Result<(u32, u32)> {
+    let mut input = Input::new(data);
+    input.first_marker()?;
+    loop {
+        match input.next_marker()? {
+            marker @ (m::SOF0 | m::SOF1 | m::SOF2) => {
+                let header = m::parse_sof(input.segment("frame header")?, marker == m::SOF2)?;
+                return Ok((header.width, header.height));
+            }
+            marker @ (0xC3 | 0xC5..=0xCB | 0xCD..=0xCF) => return Err(unsupported_frame(marker)),
+            m::SOS => return Err(JpegError::corrupt("a scan before the frame header")),
+            m::EOI => {
+                return Err(JpegError::corrupt(
+                    "no frame header before the end-of-image marker",
+                ))
+            }
+            m::SOI => return Err(JpegError::corrupt("a second start-of-image marker")),
+            m::RST0..=m::RST7 | m::TEM => {}
+            m::DHT | m::DQT | m::DRI | m::APP0..=m::APP15 | m::COM | m::DNL | m::DAC => {
+                input.segment("marker")?;
+            }
+            other => return Err(JpegError::corrupt(format!("unknown marker {other:#04x}"))),
+        }
+    }
 }
 
 /// Checks the limits and allocates the coefficient store.

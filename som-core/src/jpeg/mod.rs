@@ -108,6 +108,26 @@ pub fn decode(data: &[u8], limits: &Limits) -> Result<DynamicImage, JpegError> {
     decoder::decode(data, limits)
 }
 
+/// The width and height a JPEG's frame header declares, read as [`decode`] reads
+/// it (the markers before the frame header are walked, nothing is decoded).
+///
+/// # Errors
+/// As [`decode`] for what comes before the frame header: not a JPEG, truncated,
+/// corrupt, or an unsupported frame type.
+///
+/// # Example
+/// ```
+/// use som_core::jpeg::dimensions;
+/// // SOI, then a baseline frame header: 8-bit, 1 row, 2 columns, one component.
+/// let jpeg = [0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 1, 0, 2, 1, 1, 0x11, 0];
+/// assert_eq!(dimensions(&jpeg)?, (2, 1));
+/// assert!(dimensions(&jpeg[..8]).is_err());
+/// # Ok::<(), som_core::jpeg::JpegError>(())
+/// ```
+pub fn dimensions(data: &[u8]) -> Result<(u32, u32), JpegError> {
+    decoder::dimensions(data)
+}
+
 /// Zig-zag index → natural (row-major) index, with 16 extra entries so a
 /// corrupt run length past the end lands on the last coefficient, as in
 /// libjpeg (`jpeg_natural_order`).
