@@ -11,10 +11,17 @@ use tch::{Kind, Tensor};
 /// Absolute tolerance of the issue for every float output.
 pub const TOL: f64 = 1e-4;
 
+#[path = "../fixture_support/mod.rs"]
+mod fixture_support;
+
+#[allow(unused_imports)] // not every test binary compares tensors
+pub use fixture_support::max_abs_diff;
+use fixture_support::FixtureDir;
+
+const MASKDINO: FixtureDir = FixtureDir("maskdino");
+
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/maskdino")
-        .join(name)
+    MASKDINO.path(name)
 }
 
 /// The reduced config of `gen_maskdino.py` with box initialisation `variant`
@@ -30,28 +37,15 @@ pub fn tiny_model(file: &str, variant: &str) -> MaskDino {
 }
 
 pub fn expected() -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(fixture("expected.safetensors"))
-        .expect("expected.safetensors")
-        .into_iter()
-        .collect()
+    MASKDINO.expected()
 }
 
 pub fn meta() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).expect("expected.json"))
-        .expect("json")
+    MASKDINO.meta()
 }
 
 pub fn image() -> image::RgbImage {
-    image::open(fixture("image.png")).expect("image.png").to_rgb8()
-}
-
-/// Largest absolute difference between two float tensors of the same shape.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size(), "shapes differ");
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    MASKDINO.image()
 }
 
 /// Asserts `got` is within [`TOL`] of the fixture tensor `key`.
@@ -73,9 +67,7 @@ pub fn assert_sampled_close(exp: &BTreeMap<String, Tensor>, key: &str, got: &Ten
 
 /// A temporary path unique to this process and `name`.
 pub fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("som-maskdino-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+    MASKDINO.temp_path(name)
 }
 
 // ---- deterministic weights of the full-width blocks (`counter_uniform` in gen_maskdino.py)

@@ -7,10 +7,17 @@ use std::path::PathBuf;
 use som_segment::sam::{Sam, SamConfig};
 use tch::Tensor;
 
+#[path = "../fixture_support/mod.rs"]
+mod fixture_support;
+
+#[allow(unused_imports)] // not every test binary compares tensors
+pub use fixture_support::max_abs_diff;
+use fixture_support::FixtureDir;
+
+const SAM: FixtureDir = FixtureDir("sam");
+
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/sam")
-        .join(name)
+    SAM.path(name)
 }
 
 pub fn tiny_config() -> SamConfig {
@@ -27,35 +34,20 @@ pub fn tiny_sam_safetensors() -> Sam {
 }
 
 pub fn expected() -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(fixture("expected.safetensors"))
-        .expect("expected.safetensors")
-        .into_iter()
-        .collect()
+    SAM.expected()
 }
 
 pub fn meta() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).expect("expected.json"))
-        .expect("json")
+    SAM.meta()
 }
 
 pub fn image() -> image::RgbImage {
-    image::open(fixture("image.png")).expect("image.png").to_rgb8()
-}
-
-/// Largest absolute difference between two float tensors of the same shape.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size(), "shapes differ");
-    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    SAM.image()
 }
 
 /// A temporary path unique to this process and `name`.
 pub fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("som-sam-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+    SAM.temp_path(name)
 }
 
 /// `hash_tensor` of gen_sam.py: exact in f64, then rounded to f32.
