@@ -48,6 +48,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // LibTorch's many large short-lived tensors, without the page faults (see the docs).
+    #[cfg(feature = "torch")]
+    som_segment::torch::retain_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -13,6 +13,9 @@ fn main() -> anyhow::Result<()> {
 
     use som_segment::maskdino::{MaskDino, MaskDinoModel};
 
+    // As the `som` binary does.
+    som_segment::torch::retain_freed_memory();
+
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| -> anyhow::Result<&str> {
         args.get(i)

@@ -15,6 +15,9 @@ fn main() -> anyhow::Result<()> {
 
     use som_segment::sam::{AmgOptions, AutomaticMaskGenerator, Sam, SamConfig};
 
+    // As the `som` binary does.
+    som_segment::torch::retain_freed_memory();
+
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| -> anyhow::Result<&str> {
         args.get(i)

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod allocator;
 pub(crate) mod deform_attn;
 mod error;
 pub(crate) mod nn;
@@ -24,6 +25,7 @@ mod pickle;
 mod resize;
 mod weights;
 
+pub use allocator::retain_freed_memory;
 pub use deform_attn::ms_deform_attn;
 pub use error::CheckpointError;
 pub use resize::resize_bilinear;
