@@ -123,7 +123,6 @@ pub struct MaskDino {
     decoder: MaskDinoDecoder,
     pixel_mean: Tensor,
     pixel_std: Tensor,
-    device: Device,
 }
 
 impl MaskDino {
@@ -240,7 +239,6 @@ impl MaskDino {
             pixel_mean: Tensor::from_slice(&mean).view([-1, 1, 1]).to_device(device),
             pixel_std: Tensor::from_slice(&std).view([-1, 1, 1]).to_device(device),
             config,
-            device,
         })
     }
 
@@ -251,7 +249,7 @@ impl MaskDino {
 
     /// The device the model runs on.
     pub fn device(&self) -> Device {
-        self.device
+        self.pixel_mean.device()
     }
 
     /// Test-time preprocessing: `ResizeShortestEdge` (Pillow bilinear on the 8-bit image),
@@ -277,7 +275,7 @@ impl MaskDino {
             .view([rh, rw, 3])
             .permute([2, 0, 1])
             .to_kind(Kind::Float)
-            .to_device(self.device);
+            .to_device(self.device());
         let x = (x - &self.pixel_mean) / &self.pixel_std;
         let d = input.size_divisibility;
         let (ph, pw) = if d > 1 {
