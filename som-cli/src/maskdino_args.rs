@@ -76,10 +76,7 @@ impl MaskdinoArgs {
             .checkpoint
             .as_ref()
             .context("--segmenter maskdino needs --checkpoint PATH")?;
-        let device: som_segment::Device = match &model.device {
-            Some(d) => d.parse()?,
-            None => som_segment::Device::Cpu,
-        };
+        let device = model.device()?;
         let maskdino = match self.maskdino_config.as_deref() {
             None => MaskDino::load_on(path, None, device)?,
             Some(name) => match name.parse::<MaskDinoModel>() {

@@ -25,6 +25,17 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The device `--device` names (the CPU without it).
+    ///
+    /// # Errors
+    /// A name that is no device.
+    #[cfg(feature = "torch")]
+    pub fn device(&self) -> Result<som_segment::Device, som_segment::DeviceError> {
+        self.device
+            .as_deref()
+            .map_or(Ok(som_segment::Device::Cpu), str::parse)
+    }
+
     /// The first model option given, as its flag: they mean nothing to the
     /// segmenters without weights.
     pub fn first_given(&self) -> Option<&'static str> {

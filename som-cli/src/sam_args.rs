@@ -115,10 +115,7 @@ impl SamArgs {
             .checkpoint
             .as_ref()
             .context("--segmenter sam needs --checkpoint PATH")?;
-        let device: som_segment::Device = match &model.device {
-            Some(d) => d.parse()?,
-            None => som_segment::Device::Cpu,
-        };
+        let device = model.device()?;
         // Prompts first: a typo in them should not wait for the weights to load.
         let points = self
             .points
