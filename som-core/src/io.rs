@@ -50,11 +50,11 @@ pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, SomError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| SomError::Image(format!("cannot read the image: {e}")))?;
-    let Some(format) = reader.format() else {
+    if reader.format().is_none() {
         return Err(SomError::Image("not a PNG or JPEG image".into()));
-    };
+    }
     // The header's size first: a clear message before any decoder allocates.
-    if let Ok((w, h)) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions() {
+    if let Ok((w, h)) = image_dimensions(bytes) {
         if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
             return Err(SomError::Image(format!(
                 "the image is {w}x{h} pixels, more than the {MAX_IMAGE_SIDE} px a side som decodes"
