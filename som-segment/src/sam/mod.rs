@@ -64,6 +64,7 @@ mod resize;
 #[allow(clippy::module_inception)]
 mod sam;
 mod segmenter;
+mod softmax;
 mod tiny_vit;
 mod transformer;
 mod upscale;

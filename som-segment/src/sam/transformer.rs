@@ -5,6 +5,7 @@ use tch::{Kind, Tensor};
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
+use super::softmax::scaled_softmax;
 use super::SamError;
 use crate::torch::nn::{Activation, LayerNorm, Linear};
 use crate::torch::Vb;
@@ -46,24 +47,48 @@ impl Attention {
     }
 
     pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+        self.forward_with(q, k, v, Softmax::LibTorch)
+    }
+
+    /// [`Self::forward`] with the softmax computed by `softmax`.
+    fn forward_with(&self, q: &Tensor, k: &Tensor, v: &Tensor, softmax: Softmax) -> Tensor {
         let q = self.separate_heads(&self.q_proj.forward(q));
         let k = self.separate_heads(&self.k_proj.forward(k));
         let v = self.separate_heads(&self.v_proj.forward(v));
         let c_per_head = q.size()[3];
         let attn = q.matmul(&k.permute([0, 1, 3, 2]));
-        let attn = attn / (c_per_head as f64).sqrt();
-        let attn = attn.softmax(-1, None::<Kind>);
+        let attn = softmax.scaled(&attn, (c_per_head as f64).sqrt());
         self.out_proj.forward(&Self::recombine_heads(&attn.matmul(&v)))
+    }
+}
+
+/// How an attention's `softmax(scores / √c)` is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Softmax {
+    /// LibTorch's operations, as the reference's module.
+    LibTorch,
+    /// [`scaled_softmax`]: the same bits, faster on the image → token attention's narrow rows
+    /// (the shared-image decoder only, which the generator checks against the reference
+    /// path).
+    Narrow,
+}
+
+impl Softmax {
+    fn scaled(self, scores: &Tensor, divisor: f64) -> Tensor {
+        match self {
+            Softmax::LibTorch => (scores / divisor).softmax(-1, None::<Kind>),
+            Softmax::Narrow => scaled_softmax(scores, divisor),
+        }
     }
 }
 
 /// The parts of the first block that depend on the image alone (one image embedding,
 /// no mask prompt): computed once per image instead of once per prompt, with the same
-/// operations on the same memory layouts as the reference's per-prompt copies, so the
-/// values are bit-identical.
+/// operations as the reference's per-prompt copies (on the same memory layouts wherever a
+/// layout could change the arithmetic), so the values are bit-identical.
 #[derive(Debug)]
 pub(crate) struct SharedImage {
-    /// `(1, hw, C)` image tokens, a permuted view as upstream's `flatten(2).permute(0, 2, 1)`.
+    /// `(1, hw, C)` image tokens (upstream's `flatten(2).permute(0, 2, 1)`, contiguous).
     keys: Tensor,
     /// `(1, hw, C)` their position encodings, likewise.
     key_pe: Tensor,
@@ -120,6 +145,7 @@ impl TwoWayAttentionBlock {
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
+        image_to_token: Softmax,
     ) -> (Tensor, Tensor) {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)
@@ -140,7 +166,10 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&queries);
 
         let q = &queries + query_pe;
-        let keys = keys + self.cross_attn_image_to_token.forward(&k, &q, &queries);
+        let keys = keys
+            + self
+                .cross_attn_image_to_token
+                .forward_with(&k, &q, &queries, image_to_token);
         let keys = self.norm4.forward(&keys);
         (queries, keys)
     }
@@ -184,7 +213,7 @@ impl TwoWayTransformer {
         let mut queries = point_embedding.shallow_clone();
         let mut keys = image_embedding;
         for layer in &self.layers {
-            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe);
+            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe, Softmax::LibTorch);
         }
         let q = &queries + point_embedding;
         let k = &keys + &image_pe;
@@ -210,9 +239,11 @@ impl TwoWayTransformer {
         let t2i_v = a.separate_heads(&a.v_proj.forward(&keys)).get(0).contiguous();
         let b = &first.cross_attn_image_to_token;
         let i2t_q = b.separate_heads(&b.q_proj.forward(&k)).get(0).contiguous();
+        // Every prompt group adds these to its own contiguous tokens: contiguous copies make
+        // those additions (the same values) read memory in order.
         Some(SharedImage {
-            keys,
-            key_pe,
+            keys: keys.contiguous(),
+            key_pe: key_pe.contiguous(),
             t2i_k,
             t2i_v,
             i2t_q,
@@ -250,14 +281,13 @@ impl TwoWayTransformer {
         let scores: Vec<Tensor> = (0..b)
             .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
             .collect();
-        let attn = Tensor::stack(&scores, 0) / (c as f64).sqrt();
-        let attn = attn.softmax(-1, None::<Kind>);
+        let attn = Softmax::Narrow.scaled(&Tensor::stack(&scores, 0), (c as f64).sqrt());
         let attn_out = i.out_proj.forward(&Attention::recombine_heads(&attn.matmul(&v)));
         let keys = first.norm4.forward(&(&shared.keys + attn_out));
         let mut queries = queries;
         let mut keys = keys;
         for layer in &self.layers[1..] {
-            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe);
+            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe, Softmax::Narrow);
         }
         let q = &queries + pe;
         let k = &keys + &shared.key_pe;

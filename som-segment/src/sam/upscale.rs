@@ -284,7 +284,7 @@ fn probe_cache() -> &'static ProbeCache {
 }
 
 /// Deterministic probe values: logits of both signs and varied magnitudes.
-fn probe_values(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn probe_values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
