@@ -154,7 +154,10 @@ fn mark_and_mark_png_answer_what_som_mark_writes() {
     );
 
     // One request line each in the log, none with the body.
-    let log = server.log();
+    let log = server.log_with(&[
+        "som serve: POST /api/mark 200",
+        "som serve: POST /api/mark.png 200",
+    ]);
     assert!(log.contains("som serve: POST /api/mark 200"), "{log}");
     assert!(log.contains("som serve: POST /api/mark.png 200"), "{log}");
 }
@@ -371,7 +374,8 @@ fn a_torch_segmenter_is_loaded_once_and_serves_what_som_mark_writes() {
     let mut args = model.to_vec();
     args.extend(["--max-concurrent", "2"]);
     let mut server = Server::start(&args, &[]);
-    assert!(server.log().contains("loaded maskdino in"), "{}", server.log());
+    let log = server.log_with(&["loaded maskdino in"]);
+    assert!(log.contains("loaded maskdino in"), "{log}");
     let http = client();
     let health: Value = http
         .get(format!("{}/api/health", server.url))

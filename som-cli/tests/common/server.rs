@@ -80,6 +80,20 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// [`Self::log`] once it contains every one of `lines` (or after ten seconds, for the
+    /// assertion to show what it has): the server writes a request's line as it answers, and
+    /// the reader threads may take it from the pipe after the client has the response.
+    pub fn log_with(&self, lines: &[&str]) -> String {
+        for _ in 0..500 {
+            let log = self.log();
+            if lines.iter().all(|l| log.contains(l)) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log()
+    }
+
     /// The server process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
