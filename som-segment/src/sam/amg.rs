@@ -590,11 +590,10 @@ impl AutomaticMaskGenerator {
             ((ur as i64 + fy - 1) / fy).clamp(1, gh),
             ((uc as i64 + fx - 1) / fx).clamp(1, gw),
         );
-        let which = Tensor::from_slice(prompts).to_device(embedding.features.device());
         let k_all = sam.mask_decoder().num_mask_tokens();
         let low = sam
             .mask_decoder()
-            .upscale_selected(decoded, &which, (gh, gw), cells)
+            .upscale_selected(decoded, prompts, (gh, gw), cells)
             .narrow(1, 1, k_all - 1);
         Ok(low.flatten(0, 1).f_to_device(tch::Device::Cpu)?.contiguous())
     }

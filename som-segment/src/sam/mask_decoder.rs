@@ -44,8 +44,9 @@ impl Mlp {
 /// What [`MaskDecoder::decode_shared`] computes for a batch of prompts.
 #[derive(Debug)]
 pub(crate) struct DecodedTokens {
-    /// `(B, hw, C)` image keys after the transformer.
-    keys: Tensor,
+    /// The image keys after the transformer, `(len, hw, C)` per group of [`groups`] (kept
+    /// apart: the upscaling takes only the survivors' cells from them).
+    keys: Vec<Tensor>,
     /// `(B, K_all, C / 8)` hypernetwork outputs, one per mask token.
     hyper_in: Tensor,
     /// `(B, K_all)` IoU predictions.
@@ -163,10 +164,11 @@ impl MaskDecoder {
             return parts.into_iter().next().expect("one part");
         }
         let cat = |f: fn(&DecodedTokens) -> &Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
+        let (hyper_in, iou) = (cat(|d| &d.hyper_in), cat(|d| &d.iou));
         DecodedTokens {
-            keys: cat(|d| &d.keys),
-            hyper_in: cat(|d| &d.hyper_in),
-            iou: cat(|d| &d.iou),
+            keys: parts.into_iter().flat_map(|d| d.keys).collect(),
+            hyper_in,
+            iou,
         }
     }
 
@@ -189,7 +191,11 @@ impl MaskDecoder {
                 .collect::<Vec<_>>(),
             1,
         );
-        DecodedTokens { keys, hyper_in, iou }
+        DecodedTokens {
+            keys: vec![keys],
+            hyper_in,
+            iou,
+        }
     }
 
     /// Low-res logits `(S, K_all, 4·rows, 4·cols)` of the prompts `which` (indices into the
@@ -198,13 +204,16 @@ impl MaskDecoder {
     pub(crate) fn upscale_selected(
         &self,
         decoded: &DecodedTokens,
-        which: &Tensor,
+        which: &[i64],
         grid: (i64, i64),
         cells: (i64, i64),
     ) -> Tensor {
         let _guard = tch::no_grad_guard();
-        let parts: Vec<Tensor> = groups(which.size()[0])
-            .map(|(start, len)| self.upscale_group(decoded, &which.narrow(0, start, len), grid, cells))
+        let parts: Vec<Tensor> = groups(which.len() as i64)
+            .map(|(start, len)| {
+                let which = &which[start as usize..(start + len) as usize];
+                self.upscale_group(decoded, which, grid, cells)
+            })
             .collect();
         Tensor::cat(&parts, 0)
     }
@@ -213,22 +222,26 @@ impl MaskDecoder {
     fn upscale_group(
         &self,
         decoded: &DecodedTokens,
-        which: &Tensor,
+        which: &[i64],
         grid: (i64, i64),
         cells: (i64, i64),
     ) -> Tensor {
-        let keys = decoded.keys.index_select(0, which);
-        let hyper_in = decoded.hyper_in.index_select(0, which);
-        let s = keys.size()[0];
-        let c = keys.size()[2];
         let (h, w) = grid;
         let (rows, cols) = cells;
-        let src = keys
-            .view([s, h, w, c])
-            .narrow(1, 0, rows)
-            .narrow(2, 0, cols)
-            .contiguous()
-            .permute([0, 3, 1, 2]);
+        // The prompts' image keys for the used cells only, `(S, rows, cols, C)` contiguous
+        // (as upstream's keys after `.contiguous()` of that window), read from the groups.
+        let cells: Vec<Tensor> = which
+            .iter()
+            .map(|&p| {
+                let g = (p / DECODE_GROUP).min(decoded.keys.len() as i64 - 1);
+                let keys = decoded.keys[g as usize].get(p - g * DECODE_GROUP);
+                let c = keys.size()[1];
+                keys.view([h, w, c]).narrow(0, 0, rows).narrow(1, 0, cols)
+            })
+            .collect();
+        let src = Tensor::stack(&cells, 0).permute([0, 3, 1, 2]);
+        let index = Tensor::from_slice(which).to_device(decoded.hyper_in.device());
+        let hyper_in = decoded.hyper_in.index_select(0, &index);
         let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
         let up = self.upscale2.forward(&up).gelu("none");
         let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
