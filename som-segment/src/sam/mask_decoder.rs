@@ -70,6 +70,13 @@ fn groups(n: i64) -> impl Iterator<Item = (i64, i64)> {
     })
 }
 
+/// Where prompt `p` of a batch sits among the `count` groups [`groups`] made of it: the
+/// group's index and `p`'s position in it (the last group takes the remainder).
+fn group_of(p: i64, count: usize) -> (usize, i64) {
+    let g = (p / DECODE_GROUP).min(count as i64 - 1);
+    (g as usize, p - g * DECODE_GROUP)
+}
+
 /// The mask decoder (`MaskDecoder`).
 #[derive(Debug)]
 pub struct MaskDecoder {
@@ -233,8 +240,8 @@ impl MaskDecoder {
         let cells: Vec<Tensor> = which
             .iter()
             .map(|&p| {
-                let g = (p / DECODE_GROUP).min(decoded.keys.len() as i64 - 1);
-                let keys = decoded.keys[g as usize].get(p - g * DECODE_GROUP);
+                let (g, i) = group_of(p, decoded.keys.len());
+                let keys = decoded.keys[g].get(i);
                 let c = keys.size()[1];
                 keys.view([h, w, c]).narrow(0, 0, rows).narrow(1, 0, cols)
             })
@@ -312,6 +319,22 @@ mod tests {
             assert!(g
                 .iter()
                 .all(|&(_, len)| (super::DECODE_GROUP..2 * super::DECODE_GROUP).contains(&len)));
+        }
+    }
+
+    #[test]
+    fn group_of_finds_each_prompt_in_the_group_that_holds_it() {
+        for n in 1..200 {
+            let g = groups(n).collect::<Vec<_>>();
+            for (index, &(start, len)) in g.iter().enumerate() {
+                for p in start..start + len {
+                    assert_eq!(
+                        super::group_of(p, g.len()),
+                        (index, p - start),
+                        "prompt {p} of {n}"
+                    );
+                }
+            }
         }
     }
 }

@@ -136,22 +136,22 @@ fn softmax_rows(x: &[f32], out: &mut [f32], width: usize, scale: f32) {
     softmax_rows_any(x, out, width, scale);
 }
 
-/// `(x / divisor).softmax(-1)` with the bits LibTorch gives: by the kernel for a float32 CPU
+/// `(x / divisor).softmax(-1)` by LibTorch's operations, as the reference's attention
+/// computes it: what [`scaled_softmax`] must equal.
+pub(crate) fn libtorch_scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
+    (x / divisor).softmax(-1, None::<Kind>)
+}
+
+/// [`libtorch_scaled_softmax`] with the bits LibTorch gives: by the kernel for a float32 CPU
 /// tensor whose rows have a width [`matches_libtorch`] accepts and a power-of-two divisor,
 /// by LibTorch's own operations otherwise.
 pub(crate) fn scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
     let width = x.size().last().copied().unwrap_or(0) as usize;
-    let scale = 1.0 / divisor;
     let exact_scale = divisor > 0.0 && divisor.log2().fract() == 0.0;
-    if !(exact_scale
-        && (1..=MAX_WIDTH).contains(&width)
-        && x.kind() == Kind::Float
-        && x.device() == Device::Cpu
-        && matches_libtorch(width))
-    {
-        return (x / divisor).softmax(-1, None::<Kind>);
+    if !(exact_scale && x.kind() == Kind::Float && x.device() == Device::Cpu && matches_libtorch(width)) {
+        return libtorch_scaled_softmax(x, divisor);
     }
-    kernel(x, width, scale as f32)
+    kernel(x, width, (1.0 / divisor) as f32)
 }
 
 /// The kernel on a tensor (made contiguous).
@@ -174,7 +174,7 @@ fn kernel(x: &Tensor, width: usize, scale: f32) -> Tensor {
 
 /// Whether the kernel gives LibTorch's softmax bit for bit on rows of `width` values on this
 /// machine and LibTorch build: checked once per process for every width up to
-/// [`MAX_WIDTH`], on 4099 rows of [`probe_values`] divided by 4.
+/// [`MAX_WIDTH`], on 4099 rows of [`probe_values`] divided by 4; `false` for other widths.
 pub(crate) fn matches_libtorch(width: usize) -> bool {
     static MATCHES: OnceLock<Vec<bool>> = OnceLock::new();
     let matches = MATCHES.get_or_init(|| {
@@ -184,8 +184,7 @@ pub(crate) fn matches_libtorch(width: usize) -> bool {
                 let rows = 4099;
                 let values = probe_values(rows * width);
                 let x = Tensor::from_slice(&values).view([rows as i64, width as i64]);
-                let want = (&x / 4.0).softmax(-1, None::<Kind>);
-                width > 0 && want.equal(&kernel(&x, width, 0.25))
+                width > 0 && libtorch_scaled_softmax(&x, 4.0).equal(&kernel(&x, width, 0.25))
             })
             .collect()
     });
@@ -207,7 +206,7 @@ fn probe_values(n: usize) -> Vec<f32> {
 mod tests {
     use tch::{Kind, Tensor};
 
-    use super::{kernel, matches_libtorch, probe_values, scaled_softmax, MAX_WIDTH};
+    use super::{kernel, libtorch_scaled_softmax, matches_libtorch, probe_values, scaled_softmax, MAX_WIDTH};
 
     /// The kernel's whole point: LibTorch's bits. On a machine where they differ the
     /// generator falls back to LibTorch, but the machines we build on must take the kernel.
@@ -228,7 +227,7 @@ mod tests {
             // Values as the decoder's attention produces them: (B, heads, tokens, width).
             let x = Tensor::from_slice(&values).view([1, 1, -1, width as i64]) * 3.0;
             for divisor in [1.0, 4.0, 8.0] {
-                let want = (&x / divisor).softmax(-1, None::<Kind>);
+                let want = libtorch_scaled_softmax(&x, divisor);
                 let got = scaled_softmax(&x, divisor);
                 let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
                 assert_eq!(
@@ -253,18 +252,18 @@ mod tests {
     #[test]
     fn other_inputs_go_through_libtorch() {
         let x = Tensor::from_slice(&probe_values(3 * (MAX_WIDTH + 1))).view([3, MAX_WIDTH as i64 + 1]);
-        let want = (&x / 3.0).softmax(-1, None::<Kind>);
+        let want = libtorch_scaled_softmax(&x, 3.0);
         assert!(
             scaled_softmax(&x, 3.0).equal(&want),
             "divisor 3 is not a power of two"
         );
-        let wide = (&x / 4.0).softmax(-1, None::<Kind>);
+        let wide = libtorch_scaled_softmax(&x, 4.0);
         assert!(
             scaled_softmax(&x, 4.0).equal(&wide),
             "rows wider than the kernel's"
         );
         let double = x.to_kind(Kind::Double);
-        let want = (&double / 4.0).softmax(-1, None::<Kind>);
+        let want = libtorch_scaled_softmax(&double, 4.0);
         assert!(scaled_softmax(&double, 4.0).equal(&want), "float64");
     }
 }

@@ -1,11 +1,11 @@
 //! The two-way transformer of the mask decoder (`segment_anything/modeling/transformer.py`):
 //! prompt tokens attend to the image and the image attends back to the tokens.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
-use super::softmax::scaled_softmax;
+use super::softmax::{libtorch_scaled_softmax, scaled_softmax};
 use super::SamError;
 use crate::torch::nn::{Activation, LayerNorm, Linear};
 use crate::torch::Vb;
@@ -76,7 +76,7 @@ enum Softmax {
 impl Softmax {
     fn scaled(self, scores: &Tensor, divisor: f64) -> Tensor {
         match self {
-            Softmax::LibTorch => (scores / divisor).softmax(-1, None::<Kind>),
+            Softmax::LibTorch => libtorch_scaled_softmax(scores, divisor),
             Softmax::Narrow => scaled_softmax(scores, divisor),
         }
     }
@@ -264,8 +264,7 @@ impl TwoWayTransformer {
         let q = a.separate_heads(&a.q_proj.forward(&(&queries + pe)));
         let (_, heads, n, c) = q.size4().expect("heads are (B, H, N, C)");
         let q_all = q.permute([1, 0, 2, 3]).reshape([heads, b * n, c]);
-        let attn = q_all.bmm(&shared.t2i_k) / (c as f64).sqrt();
-        let attn = attn.softmax(-1, None::<Kind>);
+        let attn = Softmax::LibTorch.scaled(&q_all.bmm(&shared.t2i_k), (c as f64).sqrt());
         let out = attn
             .bmm(&shared.t2i_v)
             .reshape([heads, b, n, c])
