@@ -123,7 +123,7 @@ unsafe fn softmax_rows_avx2(x: &[f32], out: &mut [f32], width: usize, scale: f32
 }
 
 /// [`softmax_rows_any`] on the best instructions the CPU has (the same values on any).
-fn softmax_rows(x: &[f32], out: &mut [f32], width: usize, scale: f32) {
+pub(super) fn softmax_rows(x: &[f32], out: &mut [f32], width: usize, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -137,21 +137,17 @@ fn softmax_rows(x: &[f32], out: &mut [f32], width: usize, scale: f32) {
 }
 
 /// `(x / divisor).softmax(-1)` by LibTorch's operations, as the reference's attention
-/// computes it: what [`scaled_softmax`] must equal.
+/// computes it: what the kernel must equal.
 pub(crate) fn libtorch_scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
     (x / divisor).softmax(-1, None::<Kind>)
 }
 
-/// [`libtorch_scaled_softmax`] with the bits LibTorch gives: by the kernel for a float32 CPU
-/// tensor whose rows have a width [`matches_libtorch`] accepts and a power-of-two divisor,
-/// by LibTorch's own operations otherwise.
-pub(crate) fn scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
-    let width = x.size().last().copied().unwrap_or(0) as usize;
+/// The factor the kernel multiplies by for `(x / divisor).softmax(-1)` on float32 rows of
+/// `width` values, when the kernel gives LibTorch's bits there: `divisor` a power of two
+/// and `width` one [`matches_libtorch`] accepts.
+pub(crate) fn kernel_scale(width: usize, divisor: f64) -> Option<f32> {
     let exact_scale = divisor > 0.0 && divisor.log2().fract() == 0.0;
-    if !(exact_scale && x.kind() == Kind::Float && x.device() == Device::Cpu && matches_libtorch(width)) {
-        return libtorch_scaled_softmax(x, divisor);
-    }
-    kernel(x, width, (1.0 / divisor) as f32)
+    (exact_scale && matches_libtorch(width)).then_some((1.0 / divisor) as f32)
 }
 
 /// The kernel on a tensor (made contiguous).
@@ -206,7 +202,17 @@ fn probe_values(n: usize) -> Vec<f32> {
 mod tests {
     use tch::{Kind, Tensor};
 
-    use super::{kernel, libtorch_scaled_softmax, matches_libtorch, probe_values, scaled_softmax, MAX_WIDTH};
+    use super::{kernel, kernel_scale, libtorch_scaled_softmax, matches_libtorch, probe_values, MAX_WIDTH};
+
+    /// [`libtorch_scaled_softmax`] by the kernel where [`kernel_scale`] allows it (as the
+    /// decoder's callers use it), by LibTorch otherwise.
+    fn scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
+        let width = x.size().last().copied().unwrap_or(0) as usize;
+        match kernel_scale(width, divisor) {
+            Some(scale) if x.kind() == Kind::Float => kernel(x, width, scale),
+            _ => libtorch_scaled_softmax(x, divisor),
+        }
+    }
 
     /// The kernel's whole point: LibTorch's bits. On a machine where they differ the
     /// generator falls back to LibTorch, but the machines we build on must take the kernel.
@@ -250,20 +256,15 @@ mod tests {
     }
 
     #[test]
-    fn other_inputs_go_through_libtorch() {
-        let x = Tensor::from_slice(&probe_values(3 * (MAX_WIDTH + 1))).view([3, MAX_WIDTH as i64 + 1]);
-        let want = libtorch_scaled_softmax(&x, 3.0);
-        assert!(
-            scaled_softmax(&x, 3.0).equal(&want),
-            "divisor 3 is not a power of two"
-        );
-        let wide = libtorch_scaled_softmax(&x, 4.0);
-        assert!(
-            scaled_softmax(&x, 4.0).equal(&wide),
+    fn the_kernel_refuses_other_inputs() {
+        assert_eq!(kernel_scale(7, 4.0), Some(0.25));
+        assert_eq!(kernel_scale(7, 3.0), None, "divisor 3 is not a power of two");
+        assert_eq!(kernel_scale(7, -4.0), None);
+        assert_eq!(
+            kernel_scale(MAX_WIDTH + 1, 4.0),
+            None,
             "rows wider than the kernel's"
         );
-        let double = x.to_kind(Kind::Double);
-        let want = libtorch_scaled_softmax(&double, 4.0);
-        assert!(scaled_softmax(&double, 4.0).equal(&want), "float64");
+        assert_eq!(kernel_scale(0, 4.0), None);
     }
 }

@@ -5,7 +5,11 @@ use tch::Tensor;
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
-use super::softmax::{libtorch_scaled_softmax, scaled_softmax};
+use super::products::{
+    image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, token_image_scores,
+    Probe,
+};
+use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
 use crate::torch::nn::{Activation, LayerNorm, Linear};
 use crate::torch::Vb;
@@ -47,39 +51,44 @@ impl Attention {
     }
 
     pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-        self.forward_with(q, k, v, Softmax::LibTorch)
+        self.attend(
+            &self.q_proj.forward(q),
+            &self.k_proj.forward(k),
+            &self.v_proj.forward(v),
+            Kernels::LibTorch,
+        )
     }
 
-    /// [`Self::forward`] with the softmax computed by `softmax`.
-    fn forward_with(&self, q: &Tensor, k: &Tensor, v: &Tensor, softmax: Softmax) -> Tensor {
-        let q = self.separate_heads(&self.q_proj.forward(q));
-        let k = self.separate_heads(&self.k_proj.forward(k));
-        let v = self.separate_heads(&self.v_proj.forward(v));
-        let c_per_head = q.size()[3];
-        let attn = q.matmul(&k.permute([0, 1, 3, 2]));
-        let attn = softmax.scaled(&attn, (c_per_head as f64).sqrt());
-        self.out_proj.forward(&Self::recombine_heads(&attn.matmul(&v)))
+    /// The attention of projected `(B, N, C_int)` queries, keys and values, with
+    /// `kernels` in place of some of LibTorch's operations (the same values).
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
+        let heads = self.num_heads;
+        let scores = match kernels {
+            Kernels::TokenToImage => token_image_scores(q, k, heads),
+            Kernels::LibTorch | Kernels::ImageToToken => libtorch_token_image_scores(q, k, heads),
+        };
+        let divisor = ((q.size()[2] / heads) as f64).sqrt();
+        let mixed = match kernels {
+            Kernels::ImageToToken => image_token_mix(&scores, divisor, v, heads),
+            Kernels::LibTorch | Kernels::TokenToImage => libtorch_mix(&scores, divisor, v, heads),
+        };
+        self.out_proj.forward(&mixed)
     }
 }
 
-/// How an attention's `softmax(scores / √c)` is computed.
+/// Which of the exact kernels an attention uses instead of LibTorch's operations (the
+/// same bits, faster; the shared-image decoder only, which the generator checks against
+/// the reference path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Softmax {
+enum Kernels {
     /// LibTorch's operations, as the reference's module.
     LibTorch,
-    /// [`scaled_softmax`]: the same bits, faster on the image → token attention's narrow rows
-    /// (the shared-image decoder only, which the generator checks against the reference
-    /// path).
-    Narrow,
-}
-
-impl Softmax {
-    fn scaled(self, scores: &Tensor, divisor: f64) -> Tensor {
-        match self {
-            Softmax::LibTorch => libtorch_scaled_softmax(scores, divisor),
-            Softmax::Narrow => scaled_softmax(scores, divisor),
-        }
-    }
+    /// Prompt tokens attending to the image: scores by [`token_image_scores`], without
+    /// copying the image keys per head.
+    TokenToImage,
+    /// The image attending to prompt tokens: the softmax over their few scores and the mix
+    /// of their values by [`image_token_mix`].
+    ImageToToken,
 }
 
 /// The parts of the first block that depend on the image alone (one image embedding,
@@ -110,42 +119,53 @@ struct TwoWayAttentionBlock {
     norm3: LayerNorm,
     norm4: LayerNorm,
     cross_attn_image_to_token: Attention,
+    /// The token → image keys' and the image → token queries' projections, stacked: both
+    /// project `keys + key_pe`.
+    image_projections: Option<Linear>,
     skip_first_layer_pe: bool,
 }
 
 impl TwoWayAttentionBlock {
     fn load(vb: &Vb, c: &TwoWayTransformerConfig, skip_first_layer_pe: bool) -> Result<Self, SamError> {
         let d = c.embedding_dim;
+        let cross_attn_token_to_image = Attention::load(
+            &vb.pp("cross_attn_token_to_image"),
+            d,
+            c.num_heads,
+            c.attention_downsample_rate,
+        )?;
+        let cross_attn_image_to_token = Attention::load(
+            &vb.pp("cross_attn_image_to_token"),
+            d,
+            c.num_heads,
+            c.attention_downsample_rate,
+        )?;
         Ok(TwoWayAttentionBlock {
             self_attn: Attention::load(&vb.pp("self_attn"), d, c.num_heads, 1)?,
             norm1: LayerNorm::load(&vb.pp("norm1"), d, DECODER_LN_EPS)?,
-            cross_attn_token_to_image: Attention::load(
-                &vb.pp("cross_attn_token_to_image"),
-                d,
-                c.num_heads,
-                c.attention_downsample_rate,
-            )?,
+            image_projections: Linear::stacked(
+                &cross_attn_token_to_image.k_proj,
+                &cross_attn_image_to_token.q_proj,
+            ),
+            cross_attn_token_to_image,
             norm2: LayerNorm::load(&vb.pp("norm2"), d, DECODER_LN_EPS)?,
             mlp: MlpBlock::load(&vb.pp("mlp"), d, c.mlp_dim, Activation::Relu)?,
             norm3: LayerNorm::load(&vb.pp("norm3"), d, DECODER_LN_EPS)?,
             norm4: LayerNorm::load(&vb.pp("norm4"), d, DECODER_LN_EPS)?,
-            cross_attn_image_to_token: Attention::load(
-                &vb.pp("cross_attn_image_to_token"),
-                d,
-                c.num_heads,
-                c.attention_downsample_rate,
-            )?,
+            cross_attn_image_to_token,
             skip_first_layer_pe,
         })
     }
 
+    /// The block on `(B, N, C)` tokens and `(B, hw, C)` image keys; `fast` computes the same
+    /// values with the exact kernels ([`Kernels`], [`Self::image_projections`]).
     fn forward(
         &self,
         queries: &Tensor,
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
-        image_to_token: Softmax,
+        fast: bool,
     ) -> (Tensor, Tensor) {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)
@@ -156,22 +176,67 @@ impl TwoWayAttentionBlock {
         let queries = self.norm1.forward(&queries);
 
         let q = &queries + query_pe;
-        // Upstream adds the position encodings to the unchanged keys twice in a block;
-        // once gives the same values.
+        // Upstream adds the position encodings to the unchanged keys twice in a block and
+        // projects the sum in each cross attention; once each gives the same values.
         let k = keys + key_pe;
-        let queries = &queries + self.cross_attn_token_to_image.forward(&q, &k, keys);
-        let queries = self.norm2.forward(&queries);
+        let (t2i, i2t) = (&self.cross_attn_token_to_image, &self.cross_attn_image_to_token);
+        let (t2i_keys, i2t_queries) = if fast {
+            self.image_projections(&k)
+        } else {
+            (t2i.k_proj.forward(&k), i2t.q_proj.forward(&k))
+        };
+        let kernels = |fast_kernels| {
+            if fast {
+                fast_kernels
+            } else {
+                Kernels::LibTorch
+            }
+        };
+        let attn_out = t2i.attend(
+            &t2i.q_proj.forward(&q),
+            &t2i_keys,
+            &t2i.v_proj.forward(keys),
+            kernels(Kernels::TokenToImage),
+        );
+        let queries = self.norm2.forward(&(&queries + attn_out));
 
         let queries = &queries + self.mlp.forward(&queries);
         let queries = self.norm3.forward(&queries);
 
         let q = &queries + query_pe;
-        let keys = keys
-            + self
-                .cross_attn_image_to_token
-                .forward_with(&k, &q, &queries, image_to_token);
-        let keys = self.norm4.forward(&keys);
+        let attn_out = i2t.attend(
+            &i2t_queries,
+            &i2t.k_proj.forward(&q),
+            &i2t.v_proj.forward(&queries),
+            kernels(Kernels::ImageToToken),
+        );
+        let keys = self.norm4.forward(&(keys + attn_out));
         (queries, keys)
+    }
+
+    /// The token → image keys and the image → token queries of `(B, hw, C)` image tokens
+    /// `k` (`keys + key_pe`): by one product with the stacked weights where a probe found
+    /// that it gives the two products' bits for this shape, by two otherwise.
+    fn image_projections(&self, k: &Tensor) -> (Tensor, Tensor) {
+        let (first, second) = (
+            &self.cross_attn_token_to_image.k_proj,
+            &self.cross_attn_image_to_token.q_proj,
+        );
+        if let (Some(stacked), Ok((b, rows, width))) = (&self.image_projections, k.size3()) {
+            let exact = probed(Probe::StackedLinear([b, rows, width, stacked.out_dim()]), || {
+                let x = probe_tensor(&[b, rows, width], 21);
+                let both = stacked.forward(&x);
+                let n = first.out_dim();
+                both.narrow(2, 0, n).equal(&first.forward(&x))
+                    && both.narrow(2, n, second.out_dim()).equal(&second.forward(&x))
+            });
+            if exact {
+                let both = stacked.forward(k);
+                let n = first.out_dim();
+                return (both.narrow(2, 0, n), both.narrow(2, n, second.out_dim()));
+            }
+        }
+        (first.forward(k), second.forward(k))
     }
 }
 
@@ -213,7 +278,7 @@ impl TwoWayTransformer {
         let mut queries = point_embedding.shallow_clone();
         let mut keys = image_embedding;
         for layer in &self.layers {
-            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe, Softmax::LibTorch);
+            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe, false);
         }
         let q = &queries + point_embedding;
         let k = &keys + &image_pe;
@@ -264,7 +329,7 @@ impl TwoWayTransformer {
         let q = a.separate_heads(&a.q_proj.forward(&(&queries + pe)));
         let (_, heads, n, c) = q.size4().expect("heads are (B, H, N, C)");
         let q_all = q.permute([1, 0, 2, 3]).reshape([heads, b * n, c]);
-        let attn = Softmax::LibTorch.scaled(&q_all.bmm(&shared.t2i_k), (c as f64).sqrt());
+        let attn = libtorch_scaled_softmax(&q_all.bmm(&shared.t2i_k), (c as f64).sqrt());
         let out = attn
             .bmm(&shared.t2i_v)
             .reshape([heads, b, n, c])
@@ -276,21 +341,27 @@ impl TwoWayTransformer {
         // Image -> token: the shared image queries against each prompt's tokens.
         let i = &first.cross_attn_image_to_token;
         let k = i.separate_heads(&i.k_proj.forward(&(&queries + pe)));
-        let v = i.separate_heads(&i.v_proj.forward(&queries));
+        let v = i.v_proj.forward(&queries);
         let scores: Vec<Tensor> = (0..b)
             .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
             .collect();
-        let attn = Softmax::Narrow.scaled(&Tensor::stack(&scores, 0), (c as f64).sqrt());
-        let attn_out = i.out_proj.forward(&Attention::recombine_heads(&attn.matmul(&v)));
+        let mixed = image_token_mix(&Tensor::stack(&scores, 0), (c as f64).sqrt(), &v, i.num_heads);
+        let attn_out = i.out_proj.forward(&mixed);
         let keys = first.norm4.forward(&(&shared.keys + attn_out));
         let mut queries = queries;
         let mut keys = keys;
         for layer in &self.layers[1..] {
-            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe, Softmax::Narrow);
+            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe, true);
         }
         let q = &queries + pe;
         let k = &keys + &shared.key_pe;
-        let attn_out = self.final_attn_token_to_image.forward(&q, &k, &keys);
+        let f = &self.final_attn_token_to_image;
+        let attn_out = f.attend(
+            &f.q_proj.forward(&q),
+            &f.k_proj.forward(&k),
+            &f.v_proj.forward(&keys),
+            Kernels::TokenToImage,
+        );
         let queries = self.norm_final_attn.forward(&(queries + attn_out));
         (queries, keys)
     }

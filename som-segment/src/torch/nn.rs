@@ -27,6 +27,28 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// One layer computing `first`'s outputs followed by `second`'s on the same input (their
+    /// weights stacked), or `None` when their input widths or biases differ.
+    pub(crate) fn stacked(first: &Linear, second: &Linear) -> Option<Linear> {
+        if first.weight.size()[1..] != second.weight.size()[1..] {
+            return None;
+        }
+        let bias = match (&first.bias, &second.bias) {
+            (Some(a), Some(b)) => Some(Tensor::cat(&[a, b], 0)),
+            (None, None) => None,
+            _ => return None,
+        };
+        Some(Linear {
+            weight: Tensor::cat(&[&first.weight, &second.weight], 0),
+            bias,
+        })
+    }
+
+    /// Output width.
+    pub(crate) fn out_dim(&self) -> i64 {
+        self.weight.size()[0]
+    }
 }
 
 /// `nn.LayerNorm` over the last dimension.

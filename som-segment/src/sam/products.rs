@@ -1,0 +1,524 @@
+//! The mask decoder's attention products over a handful of prompt tokens, with LibTorch's
+//! bits and without its layout copies.
+//!
+//! - Token → image: each of the 5–7 prompt tokens of a prompt scores every one of the 4096
+//!   image tokens, per head: `q_h · k_hᵀ` with a head width of 16. The reference computes
+//!   it with `torch.matmul` on the heads' views, which copies the image keys into a
+//!   `(B·H, 16, 4096)` batch first (their heads are interleaved in memory) and then runs
+//!   one small matrix product per head. [`token_image_scores`] reads the keys where the
+//!   projection left them.
+//! - Image → token: each image token mixes the prompt's token values by the softmax of
+//!   its 5–7 scores, per head; the reference runs the softmax, one small product per head
+//!   and a copy that puts the heads back side by side. [`image_token_mix`] does the three
+//!   in one pass (the softmax by [`super::softmax`]'s kernel), writing each mix where the
+//!   copy would put it.
+//!
+//! Both compute each sum as LibTorch's product does on those shapes: one fused
+//! multiply-add per term, in order, from zero ([`weighted_sums`]). Whether that is
+//! LibTorch's arithmetic on this machine (its matrix products come from MKL, whose kernels
+//! may change with the shape, the thread count and the CPU; a product of the same sizes
+//! with the operands the other way round sums in another order) is checked once per
+//! process for each shape against LibTorch's own operations ([`probed`]); shapes that
+//! differ go through LibTorch. The generator also checks its whole decoder against the
+//! reference path on every crop.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tch::{Device, Kind, Tensor};
+
+use super::softmax::{kernel_scale, libtorch_scaled_softmax, softmax_rows};
+
+/// What a probe checked, with the shapes it checked it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Probe {
+    /// [`token_image_scores`] for `(batch, tokens, image tokens, heads, head width)`.
+    TokenImageScores([i64; 5]),
+    /// [`image_token_mix`] for `(batch, image tokens, tokens, heads, head width)`.
+    ImageTokenMix([i64; 5]),
+    /// Two linear layers of `(out, in)` weights on the same `(batch, rows, in)` input
+    /// computed as one, stacked ([`crate::torch::nn::Linear::stacked`]): `(batch, rows, in,
+    /// out)`.
+    StackedLinear([i64; 4]),
+}
+
+/// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a
+/// shape do not change while it runs) and remembered.
+pub(crate) fn probed(probe: Probe, check: impl FnOnce() -> bool) -> bool {
+    static SEEN: Mutex<Option<HashMap<Probe, bool>>> = Mutex::new(None);
+    if let Some(&known) = SEEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&probe)
+    {
+        return known;
+    }
+    // Outside the lock: the check runs LibTorch, and another thread may probe meanwhile
+    // (both then compute the same answer).
+    let _guard = tch::no_grad_guard();
+    let answer = check();
+    SEEN.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(probe, answer);
+    answer
+}
+
+/// `(B, H, N, HW)` attention scores `q_h · k_hᵀ` of `(B, N, H·c)` token queries `q` on
+/// `(B, HW, H·c)` image keys `k` (each row contiguous, rows at any stride, e.g. a narrowed
+/// stacked projection), as the reference's `q.matmul(k.permute(0, 1, 3, 2))` on their
+/// per-head views gives them: by the kernel where [`probed`] found it gives LibTorch's
+/// bits for these shapes, by that expression otherwise.
+pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
+    let (Ok((b, n, width)), Ok((kb, hw, kwidth))) = (q.size3(), k.size3()) else {
+        return libtorch_token_image_scores(q, k, heads);
+    };
+    let usable = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
+    if !(usable(q) && usable(k) && kb == b && kwidth == width && heads > 0 && width % heads == 0)
+        || k.stride().last() != Some(&1)
+    {
+        return libtorch_token_image_scores(q, k, heads);
+    }
+    let c = width / heads;
+    let exact = probed(Probe::TokenImageScores([b, n, hw, heads, c]), || {
+        let q = probe_tensor(&[b, n, width], 11);
+        let k = probe_tensor(&[b, hw, width], 12);
+        scores_kernel(&q, &k, heads).equal(&libtorch_token_image_scores(&q, &k, heads))
+    });
+    if exact {
+        scores_kernel(q, k, heads)
+    } else {
+        libtorch_token_image_scores(q, k, heads)
+    }
+}
+
+/// The reference's expression for [`token_image_scores`] (`Attention._separate_heads`,
+/// then `q @ k.permute(0, 1, 3, 2)`).
+pub(crate) fn libtorch_token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
+    let split = |x: &Tensor| {
+        let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
+        x.reshape([b, n, heads, c / heads]).transpose(1, 2)
+    };
+    split(q).matmul(&split(k).permute([0, 1, 3, 2]))
+}
+
+/// The image → token attention's output before its out-projection, `(B, HW, H·c)`: each
+/// image token's mix of the `(B, N, H·c)` token values `v` weighted by
+/// `softmax(scores / divisor)` of its `(B, H, HW, N)` scores, per head, as the reference
+/// computes it (`_recombine_heads(softmax(attn / √c) @ v)`): by the kernel where the
+/// softmax kernel applies ([`kernel_scale`]) and [`probed`] found the whole gives
+/// LibTorch's bits for these shapes, by LibTorch otherwise. The kernel writes each mix
+/// where the recombined heads go, without the per-head product and the copy.
+pub(crate) fn image_token_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: i64) -> Tensor {
+    let (Ok((b, h, hw, n)), Ok((vb, vn, width))) = (scores.size4(), v.size3()) else {
+        return libtorch_mix(scores, divisor, v, heads);
+    };
+    let usable = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
+    let scale = kernel_scale(n as usize, divisor);
+    let fits = h == heads && vb == b && vn == n && heads > 0 && width % heads == 0;
+    let (Some(scale), true) = (scale, fits && usable(scores) && usable(v)) else {
+        return libtorch_mix(scores, divisor, v, heads);
+    };
+    let c = width / heads;
+    let exact = probed(Probe::ImageTokenMix([b, hw, n, heads, c]), || {
+        let scores = probe_tensor(&[b, heads, hw, n], 13) * 8.0;
+        let v = probe_tensor(&[b, n, width], 14);
+        mix_kernel(&scores, &v, heads, scale).equal(&libtorch_mix(&scores, divisor, &v, heads))
+    });
+    if exact {
+        mix_kernel(scores, v, heads, scale)
+    } else {
+        libtorch_mix(scores, divisor, v, heads)
+    }
+}
+
+/// The reference's expression for [`image_token_mix`].
+pub(crate) fn libtorch_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: i64) -> Tensor {
+    let (b, n, width) = v.size3().expect("values are (B, N, C)");
+    let v = v.reshape([b, n, heads, width / heads]).transpose(1, 2);
+    let mixed = libtorch_scaled_softmax(scores, divisor).matmul(&v);
+    let (b, h, rows, c) = mixed.size4().expect("heads are (B, H, N, C)");
+    mixed.transpose(1, 2).reshape([b, rows, h * c])
+}
+
+/// Image rows whose softmax the mix kernel computes at once (kept in the cache).
+const MIX_ROWS: usize = 256;
+
+/// Rows the mix kernel mixes together (their accumulators fill the vector registers).
+const MIX_BLOCK: usize = 4;
+
+/// Head widths the mix kernel handles in registers.
+const MAX_HEAD_WIDTH: usize = 16;
+
+/// The kernel of [`image_token_mix`] (shapes already checked).
+fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
+    let (scores, v) = (scores.contiguous(), v.contiguous());
+    let (b, _, hw, n) = scores.size4().expect("checked by the caller");
+    let width = v.size()[2];
+    let out = Tensor::empty([b, hw, width], (Kind::Float, Device::Cpu));
+    let dims = MixDims {
+        batch: b as usize,
+        image: hw as usize,
+        tokens: n as usize,
+        heads: heads as usize,
+        c: (width / heads) as usize,
+    };
+    // SAFETY: `scores` and `v` are contiguous float32 CPU tensors of the sizes read (checked
+    // by the caller) that outlive the slices, which are only read; `out` was just allocated
+    // here, contiguous, and nothing else refers to its memory while the slice lives.
+    let (s_data, v_data, out_data) = unsafe {
+        (
+            std::slice::from_raw_parts(scores.data_ptr() as *const f32, scores.numel()),
+            std::slice::from_raw_parts(v.data_ptr() as *const f32, v.numel()),
+            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
+        )
+    };
+    mix(s_data, v_data, out_data, &dims, scale);
+    out
+}
+
+/// The shapes of one [`mix`] call.
+struct MixDims {
+    batch: usize,
+    image: usize,
+    tokens: usize,
+    heads: usize,
+    c: usize,
+}
+
+/// Per batch, head and block of image rows: the softmax kernel's probabilities, then each
+/// row's mix of the head's token values, one fused multiply-add per token in order from
+/// zero (LibTorch's product on these shapes), written into the row's head columns.
+#[inline(always)]
+fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+    let width = d.heads * d.c;
+    let mut p = vec![0.0f32; MIX_ROWS * d.tokens];
+    for b in 0..d.batch {
+        for h in 0..d.heads {
+            let plane = &scores[(b * d.heads + h) * d.image * d.tokens..][..d.image * d.tokens];
+            for c0 in (0..d.c).step_by(MAX_HEAD_WIDTH) {
+                let cw = MAX_HEAD_WIDTH.min(d.c - c0);
+                // The head's values for these columns: vh[token][column].
+                let vh: Vec<[f32; MAX_HEAD_WIDTH]> = (0..d.tokens)
+                    .map(|t| {
+                        let mut row = [0.0; MAX_HEAD_WIDTH];
+                        let at = (b * d.tokens + t) * width + h * d.c + c0;
+                        row[..cw].copy_from_slice(&v[at..at + cw]);
+                        row
+                    })
+                    .collect();
+                for r0 in (0..d.image).step_by(MIX_ROWS) {
+                    let rows = MIX_ROWS.min(d.image - r0);
+                    let p = &mut p[..rows * d.tokens];
+                    softmax_rows(&plane[r0 * d.tokens..(r0 + rows) * d.tokens], p, d.tokens, scale);
+                    // MIX_BLOCK rows at a time: independent chains of multiply-adds.
+                    let mut i = 0;
+                    while i < rows {
+                        let n = if i + MIX_BLOCK <= rows { MIX_BLOCK } else { 1 };
+                        let probs = |j: usize| &p[(i + j) * d.tokens..(i + j + 1) * d.tokens];
+                        let block = if n == MIX_BLOCK {
+                            weighted_sums::<MIX_BLOCK, MAX_HEAD_WIDTH>(&vh, std::array::from_fn(probs))
+                        } else {
+                            let mut one = [[0.0; MAX_HEAD_WIDTH]; MIX_BLOCK];
+                            one[0] = weighted_sums::<1, MAX_HEAD_WIDTH>(&vh, [probs(0)])[0];
+                            one
+                        };
+                        for (j, acc) in block.iter().enumerate().take(n) {
+                            let at = (b * d.image + r0 + i + j) * width + h * d.c + c0;
+                            out[at..at + cw].copy_from_slice(&acc[..cw]);
+                        }
+                        i += n;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mix_avx2(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+    mix_any(scores, v, out, d, scale);
+}
+
+/// [`mix_any`] on the best instructions the CPU has (the same values on any).
+fn mix(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
+            // function's only requirement.
+            unsafe { mix_avx2(scores, v, out, d, scale) };
+            return;
+        }
+    }
+    mix_any(scores, v, out, d, scale);
+}
+
+/// Tokens processed together: the lanes of the kernel's vectors.
+const LANES: usize = 8;
+
+/// Image rows scored together (independent accumulators).
+const ROWS: usize = 8;
+
+/// How far ahead of the rows being scored the kernel asks for keys (the keys come from
+/// memory: the projection that wrote them covered megabytes since).
+const PREFETCH_ROWS: usize = 32;
+
+/// The kernel of [`token_image_scores`] (shapes already checked).
+fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
+    let q = q.contiguous();
+    let (b, n, width) = q.size3().expect("checked by the caller");
+    let (_, hw, _) = k.size3().expect("checked by the caller");
+    let [sb, sr, _] = k.stride()[..] else {
+        unreachable!("a 3-d tensor has three strides")
+    };
+    let out = Tensor::empty([b, heads, n, hw], (Kind::Float, Device::Cpu));
+    let dims = ScoreDims {
+        batch: b as usize,
+        tokens: n as usize,
+        image: hw as usize,
+        heads: heads as usize,
+        c: (width / heads) as usize,
+        key_batch_stride: sb as usize,
+        key_row_stride: sr as usize,
+    };
+    // The keys' extent: the last element of the last row of the last batch.
+    let k_len = if b == 0 || hw == 0 {
+        0
+    } else {
+        dims.key_batch_stride * (dims.batch - 1) + dims.key_row_stride * (dims.image - 1) + width as usize
+    };
+    // SAFETY: `q` is a contiguous float32 CPU tensor of b·n·width elements; `k` is a float32
+    // CPU tensor whose elements all lie within `k_len` of its data pointer (its strides are
+    // non-negative and its last one is 1, checked by the caller), and both outlive the
+    // slices, which are only read; `out` was just allocated here, contiguous with
+    // b·heads·n·hw elements, and nothing else refers to its memory while the slice lives.
+    let (q_data, k_data, out_data) = unsafe {
+        (
+            std::slice::from_raw_parts(q.data_ptr() as *const f32, q.numel()),
+            std::slice::from_raw_parts(k.data_ptr() as *const f32, k_len),
+            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
+        )
+    };
+    scores(q_data, k_data, out_data, &dims);
+    out
+}
+
+/// The shapes and key strides of one [`scores`] call.
+struct ScoreDims {
+    batch: usize,
+    tokens: usize,
+    image: usize,
+    heads: usize,
+    c: usize,
+    key_batch_stride: usize,
+    key_row_stride: usize,
+}
+
+#[inline(always)]
+fn scores_any(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+    let width = d.heads * d.c;
+    // The queries of a token block, per head and transposed: qt[h·c + c][lane].
+    let mut qt = vec![[0.0f32; LANES]; width];
+    for b in 0..d.batch {
+        let keys = &k[b * d.key_batch_stride..];
+        for t0 in (0..d.tokens).step_by(LANES) {
+            let lanes = LANES.min(d.tokens - t0);
+            for (j, lane) in qt.iter_mut().enumerate() {
+                *lane = [0.0; LANES];
+                for (l, v) in lane.iter_mut().enumerate().take(lanes) {
+                    *v = q[(b * d.tokens + t0 + l) * width + j];
+                }
+            }
+            // ROWS image rows at a time (independent chains of multiply-adds keep the
+            // vector units busy), each row's heads in turn (its keys read in order).
+            let mut r = 0;
+            while r < d.image {
+                let n = if r + ROWS <= d.image { ROWS } else { 1 };
+                for h in 0..d.heads {
+                    if r + PREFETCH_ROWS + ROWS <= d.image {
+                        for i in 0..ROWS {
+                            prefetch(&keys[(r + PREFETCH_ROWS + i) * d.key_row_stride + h * d.c]);
+                        }
+                    }
+                    let qh = &qt[h * d.c..(h + 1) * d.c];
+                    let key = |r: usize| &keys[r * d.key_row_stride + h * d.c..][..d.c];
+                    let block = if n == ROWS {
+                        weighted_sums::<ROWS, LANES>(qh, std::array::from_fn(|i| key(r + i)))
+                    } else {
+                        let mut one = [[0.0; LANES]; ROWS];
+                        one[0] = weighted_sums::<1, LANES>(qh, [key(r)])[0];
+                        one
+                    };
+                    let plane = ((b * d.heads + h) * d.tokens + t0) * d.image;
+                    for (i, a) in block.iter().enumerate().take(n) {
+                        for (l, &v) in a.iter().enumerate().take(lanes) {
+                            out[plane + l * d.image + r + i] = v;
+                        }
+                    }
+                }
+                r += n;
+            }
+        }
+    }
+}
+
+/// Asks the CPU to bring `value`'s cache line in (a hint; no effect on any value).
+#[inline(always)]
+fn prefetch(value: &f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch reads nothing and writes nothing; the address is a live
+        // reference's.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const f32).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// `R` weighted sums of `vectors`, one per row of `weights` (a weight per vector):
+/// `Σᵢ weights[r][i] · vectors[i]` lane by lane, one fused multiply-add per term in order
+/// from zero (LibTorch's arithmetic for the decoder's small products). Rows are summed
+/// together so that their independent chains keep the vector units busy.
+#[inline(always)]
+fn weighted_sums<const R: usize, const W: usize>(
+    vectors: &[[f32; W]],
+    weights: [&[f32]; R],
+) -> [[f32; W]; R] {
+    let mut acc = [[0.0f32; W]; R];
+    for row in weights {
+        assert_eq!(row.len(), vectors.len());
+    }
+    for (i, vector) in vectors.iter().enumerate() {
+        for (a, row) in acc.iter_mut().zip(weights) {
+            let w = row[i];
+            for (x, &v) in a.iter_mut().zip(vector) {
+                *x = w.mul_add(v, *x);
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+    scores_any(q, k, out, d);
+}
+
+/// [`scores_any`] on the best instructions the CPU has (the same values on any: `mul_add`
+/// is a fused multiply-add with or without the instruction).
+fn scores(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
+            // function's only requirement.
+            unsafe { scores_avx2(q, k, out, d) };
+            return;
+        }
+    }
+    scores_any(q, k, out, d);
+}
+
+/// A deterministic float32 tensor of `shape` for the probes, values spread like
+/// projected tokens (±1.5).
+pub(crate) fn probe_tensor(shape: &[i64], seed: u64) -> Tensor {
+    let n = shape.iter().product::<i64>().max(0) as usize;
+    let values: Vec<f32> = super::upscale::probe_values(n, seed)
+        .into_iter()
+        .map(|v| v / 8.0)
+        .collect();
+    Tensor::from_slice(&values).view(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::Kind;
+
+    use super::{
+        image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, token_image_scores,
+        Probe,
+    };
+
+    /// The decoder's shapes (groups of 4 to 7 prompts, 7 tokens, 64×64 image tokens, 8 heads
+    /// of 16) must take the kernel on the machines we build on, and give LibTorch's bits.
+    #[test]
+    fn scores_are_libtorchs_bit_for_bit() {
+        let _guard = tch::no_grad_guard();
+        for b in 4..8 {
+            let q = probe_tensor(&[b, 7, 128], 1) * 3.0;
+            // Keys as a narrowed stacked projection: rows 256 floats apart.
+            let stacked = probe_tensor(&[b, 4096, 256], 2);
+            let k = stacked.narrow(2, 0, 128);
+            let want = libtorch_token_image_scores(&q, &k, 8);
+            let got = token_image_scores(&q, &k, 8);
+            let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(differ, 0, "batch {b}: {differ} scores differ");
+            assert!(
+                probed(Probe::TokenImageScores([b, 7, 4096, 8, 16]), || false),
+                "batch {b} went through LibTorch"
+            );
+        }
+    }
+
+    /// The image → token mixes of the decoder's shapes (groups of 4 to 7 prompts, 4096
+    /// image tokens, 5 to 7 tokens, 8 heads of 16) must take the kernel and give
+    /// LibTorch's bits.
+    #[test]
+    fn mixes_are_libtorchs_bit_for_bit() {
+        let _guard = tch::no_grad_guard();
+        for (b, n) in [(4, 7), (5, 7), (7, 7), (4, 6), (4, 5)] {
+            let scores = probe_tensor(&[b, 8, 4096, n], 7) * 20.0;
+            let v = probe_tensor(&[b, n, 128], 8);
+            let want = libtorch_mix(&scores, 4.0, &v, 8);
+            let got = image_token_mix(&scores, 4.0, &v, 8);
+            let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(differ, 0, "batch {b}, {n} tokens: {differ} values differ");
+            assert!(
+                probed(Probe::ImageTokenMix([b, 4096, n, 8, 16]), || false),
+                "batch {b}, {n} tokens went through LibTorch"
+            );
+        }
+        // Heads wider than the kernel's registers, a divisor that is not a power of two, float64.
+        let scores = probe_tensor(&[2, 2, 33, 3], 9) * 20.0;
+        let v = probe_tensor(&[2, 3, 40], 10);
+        for divisor in [4.0, 3.0] {
+            let want = libtorch_mix(&scores, divisor, &v, 2);
+            assert!(
+                image_token_mix(&scores, divisor, &v, 2).equal(&want),
+                "divisor {divisor}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_inputs_go_through_libtorch() {
+        let _guard = tch::no_grad_guard();
+        let q = probe_tensor(&[2, 5, 12], 3);
+        let k = probe_tensor(&[2, 9, 12], 4);
+        // A small shape (kernel or LibTorch, as its probe finds), float64, keys with strided
+        // columns: always LibTorch's values.
+        let want = libtorch_token_image_scores(&q, &k, 4);
+        assert!(token_image_scores(&q, &k, 4).equal(&want));
+        let (qd, kd) = (q.to_kind(Kind::Double), k.to_kind(Kind::Double));
+        assert!(token_image_scores(&qd, &kd, 4).equal(&libtorch_token_image_scores(&qd, &kd, 4)));
+        let kt = probe_tensor(&[2, 12, 9], 5).transpose(1, 2);
+        assert!(token_image_scores(&q, &kt, 3).equal(&libtorch_token_image_scores(&q, &kt, 3)));
+    }
+
+    #[test]
+    fn probes_are_remembered() {
+        let mut calls = 0;
+        let key = Probe::StackedLinear([-1, -2, -3, -4]);
+        assert!(probed(key, || {
+            calls += 1;
+            true
+        }));
+        assert!(probed(key, || unreachable!("asked twice")));
+        assert_eq!(calls, 1);
+    }
+}
