@@ -376,3 +376,51 @@ impl MultiheadAttention {
         self.out_proj.forward(&out).view([tgt_len, bsz, embed_dim])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::Linear;
+
+    fn linear(out_dim: i64, in_dim: i64, bias: bool) -> Linear {
+        let o = (Kind::Float, Device::Cpu);
+        Linear {
+            weight: Tensor::randn([out_dim, in_dim], o) * 0.06,
+            bias: bias.then(|| Tensor::randn([out_dim], o)),
+        }
+    }
+
+    /// The SAM decoder's stacked image projections (two 256 → 128 layers on the image
+    /// tokens of a group of 4 to 7 prompts) give each layer's own bits on the machines we
+    /// build on, so its probe lets the decoder take them.
+    #[test]
+    fn stacked_layers_give_each_layers_bits() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(17);
+        let (first, second) = (linear(128, 256, true), linear(128, 256, true));
+        let stacked = Linear::stacked(&first, &second).expect("same input width and biases");
+        assert_eq!(stacked.out_dim(), 256);
+        for b in 4..8 {
+            let x = Tensor::randn([b, 4096, 256], (Kind::Float, Device::Cpu));
+            let both = stacked.forward(&x);
+            assert!(
+                both.narrow(2, 0, 128).equal(&first.forward(&x)),
+                "batch {b}: first"
+            );
+            assert!(
+                both.narrow(2, 128, 128).equal(&second.forward(&x)),
+                "batch {b}: second"
+            );
+        }
+    }
+
+    #[test]
+    fn layers_that_cannot_stack() {
+        let _guard = tch::no_grad_guard();
+        assert!(Linear::stacked(&linear(8, 16, true), &linear(8, 12, true)).is_none());
+        assert!(Linear::stacked(&linear(8, 16, true), &linear(8, 16, false)).is_none());
+        let without = Linear::stacked(&linear(8, 16, false), &linear(4, 16, false)).expect("no biases");
+        assert_eq!(without.out_dim(), 12);
+    }
+}
