@@ -37,7 +37,7 @@ pub(crate) enum Probe {
     /// [`image_token_mix`] for `(batch, image tokens, tokens, heads, head width)`.
     ImageTokenMix([i64; 5]),
     /// Two linear layers of `(out, in)` weights on the same `(batch, rows, in)` input
-    /// computed as one, stacked ([`crate::torch::nn::Linear::stacked`]): `(batch, rows, in,
+    /// computed as one, stacked ([`crate::torch::nn::StackedLinear`]): `(batch, rows, in,
     /// out)`.
     StackedLinear([i64; 4]),
 }
@@ -65,6 +65,23 @@ pub(crate) fn probed(probe: Probe, check: impl FnOnce() -> bool) -> bool {
     answer
 }
 
+/// `Attention._separate_heads`: `(B, N, H·c)` → `(B, H, N, c)` (a view).
+pub(crate) fn separate_heads(x: &Tensor, heads: i64) -> Tensor {
+    let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
+    x.reshape([b, n, heads, c / heads]).transpose(1, 2)
+}
+
+/// `Attention._recombine_heads`: `(B, H, N, c)` → `(B, N, H·c)`.
+pub(crate) fn recombine_heads(x: &Tensor) -> Tensor {
+    let (b, h, n, c) = x.size4().expect("heads are (B, H, N, C)");
+    x.transpose(1, 2).reshape([b, n, h * c])
+}
+
+/// Whether the kernels can read `t` in place: float32 on the CPU.
+fn cpu_f32(t: &Tensor) -> bool {
+    t.kind() == Kind::Float && t.device() == Device::Cpu
+}
+
 /// `(B, H, N, HW)` attention scores `q_h · k_hᵀ` of `(B, N, H·c)` token queries `q` on
 /// `(B, HW, H·c)` image keys `k` (each row contiguous, rows at any stride, e.g. a narrowed
 /// stacked projection), as the reference's `q.matmul(k.permute(0, 1, 3, 2))` on their
@@ -74,8 +91,7 @@ pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
     let (Ok((b, n, width)), Ok((kb, hw, kwidth))) = (q.size3(), k.size3()) else {
         return libtorch_token_image_scores(q, k, heads);
     };
-    let usable = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
-    if !(usable(q) && usable(k) && kb == b && kwidth == width && heads > 0 && width % heads == 0)
+    if !(cpu_f32(q) && cpu_f32(k) && kb == b && kwidth == width && heads > 0 && width % heads == 0)
         || k.stride().last() != Some(&1)
     {
         return libtorch_token_image_scores(q, k, heads);
@@ -96,11 +112,7 @@ pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
 /// The reference's expression for [`token_image_scores`] (`Attention._separate_heads`,
 /// then `q @ k.permute(0, 1, 3, 2)`).
 pub(crate) fn libtorch_token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
-    let split = |x: &Tensor| {
-        let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
-        x.reshape([b, n, heads, c / heads]).transpose(1, 2)
-    };
-    split(q).matmul(&split(k).permute([0, 1, 3, 2]))
+    separate_heads(q, heads).matmul(&separate_heads(k, heads).permute([0, 1, 3, 2]))
 }
 
 /// The image → token attention's output before its out-projection, `(B, HW, H·c)`: each
@@ -114,10 +126,9 @@ pub(crate) fn image_token_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: 
     let (Ok((b, h, hw, n)), Ok((vb, vn, width))) = (scores.size4(), v.size3()) else {
         return libtorch_mix(scores, divisor, v, heads);
     };
-    let usable = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
     let scale = kernel_scale(n as usize, divisor);
     let fits = h == heads && vb == b && vn == n && heads > 0 && width % heads == 0;
-    let (Some(scale), true) = (scale, fits && usable(scores) && usable(v)) else {
+    let (Some(scale), true) = (scale, fits && cpu_f32(scores) && cpu_f32(v)) else {
         return libtorch_mix(scores, divisor, v, heads);
     };
     let c = width / heads;
@@ -135,11 +146,7 @@ pub(crate) fn image_token_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: 
 
 /// The reference's expression for [`image_token_mix`].
 pub(crate) fn libtorch_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: i64) -> Tensor {
-    let (b, n, width) = v.size3().expect("values are (B, N, C)");
-    let v = v.reshape([b, n, heads, width / heads]).transpose(1, 2);
-    let mixed = libtorch_scaled_softmax(scores, divisor).matmul(&v);
-    let (b, h, rows, c) = mixed.size4().expect("heads are (B, H, N, C)");
-    mixed.transpose(1, 2).reshape([b, rows, h * c])
+    recombine_heads(&libtorch_scaled_softmax(scores, divisor).matmul(&separate_heads(v, heads)))
 }
 
 /// Image rows whose softmax the mix kernel computes at once (kept in the cache).
@@ -216,14 +223,9 @@ fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) 
                     let mut i = 0;
                     while i < rows {
                         let n = if i + MIX_BLOCK <= rows { MIX_BLOCK } else { 1 };
-                        let probs = |j: usize| &p[(i + j) * d.tokens..(i + j + 1) * d.tokens];
-                        let block = if n == MIX_BLOCK {
-                            weighted_sums::<MIX_BLOCK, MAX_HEAD_WIDTH>(&vh, std::array::from_fn(probs))
-                        } else {
-                            let mut one = [[0.0; MAX_HEAD_WIDTH]; MIX_BLOCK];
-                            one[0] = weighted_sums::<1, MAX_HEAD_WIDTH>(&vh, [probs(0)])[0];
-                            one
-                        };
+                        let block = weighted_block::<MIX_BLOCK, MAX_HEAD_WIDTH>(&vh, n, |j| {
+                            &p[(i + j) * d.tokens..(i + j + 1) * d.tokens]
+                        });
                         for (j, acc) in block.iter().enumerate().take(n) {
                             let at = (b * d.image + r0 + i + j) * width + h * d.c + c0;
                             out[at..at + cw].copy_from_slice(&acc[..cw]);
@@ -344,14 +346,9 @@ fn scores_any(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
                         }
                     }
                     let qh = &qt[h * d.c..(h + 1) * d.c];
-                    let key = |r: usize| &keys[r * d.key_row_stride + h * d.c..][..d.c];
-                    let block = if n == ROWS {
-                        weighted_sums::<ROWS, LANES>(qh, std::array::from_fn(|i| key(r + i)))
-                    } else {
-                        let mut one = [[0.0; LANES]; ROWS];
-                        one[0] = weighted_sums::<1, LANES>(qh, [key(r)])[0];
-                        one
-                    };
+                    let block = weighted_block::<ROWS, LANES>(qh, n, |i| {
+                        &keys[(r + i) * d.key_row_stride + h * d.c..][..d.c]
+                    });
                     let plane = ((b * d.heads + h) * d.tokens + t0) * d.image;
                     for (i, a) in block.iter().enumerate().take(n) {
                         for (l, &v) in a.iter().enumerate().take(lanes) {
@@ -401,6 +398,23 @@ fn weighted_sums<const R: usize, const W: usize>(
         }
     }
     acc
+}
+
+/// [`weighted_sums`] of the weight rows `row(0)`, …, `row(n − 1)`, `n` being `R` (all
+/// summed together) or 1 (a tail row, summed alone; the other results are zeros).
+#[inline(always)]
+fn weighted_block<'a, const R: usize, const W: usize>(
+    vectors: &[[f32; W]],
+    n: usize,
+    row: impl Fn(usize) -> &'a [f32],
+) -> [[f32; W]; R] {
+    if n == R {
+        return weighted_sums::<R, W>(vectors, std::array::from_fn(row));
+    }
+    assert_eq!(n, 1, "a block of {R} rows or a single one");
+    let mut block = [[0.0; W]; R];
+    block[0] = weighted_sums::<1, W>(vectors, [row(0)])[0];
+    block
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -463,6 +477,14 @@ mod tests {
                 "batch {b} went through LibTorch"
             );
         }
+        // Image rows that leave a tail after the blocks of eight.
+        let q = probe_tensor(&[4, 7, 128], 1);
+        let k = probe_tensor(&[4, 4099, 128], 2);
+        assert!(token_image_scores(&q, &k, 8).equal(&libtorch_token_image_scores(&q, &k, 8)));
+        assert!(
+            probed(Probe::TokenImageScores([4, 7, 4099, 8, 16]), || false),
+            "4099 image rows went through LibTorch"
+        );
     }
 
     /// The image → token mixes of the decoder's shapes (groups of 4 to 7 prompts, 4096
@@ -493,6 +515,13 @@ mod tests {
                 "divisor {divisor}"
             );
         }
+        assert!(
+            probed(Probe::ImageTokenMix([2, 33, 3, 2, 20]), || false),
+            "33 rows (a tail after the blocks of four), heads of 20 went through LibTorch"
+        );
+        let (scores, v) = (scores.to_kind(Kind::Double), v.to_kind(Kind::Double));
+        let want = libtorch_mix(&scores, 4.0, &v, 2);
+        assert!(image_token_mix(&scores, 4.0, &v, 2).equal(&want), "float64");
     }
 
     #[test]

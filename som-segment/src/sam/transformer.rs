@@ -6,12 +6,12 @@ use tch::Tensor;
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
 use super::products::{
-    image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, token_image_scores,
-    Probe,
+    image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, recombine_heads,
+    separate_heads, token_image_scores, Probe,
 };
 use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
-use crate::torch::nn::{Activation, LayerNorm, Linear};
+use crate::torch::nn::{Activation, LayerNorm, Linear, StackedLinear};
 use crate::torch::Vb;
 
 /// LayerNorm epsilon of the decoder (PyTorch's default).
@@ -39,15 +39,9 @@ impl Attention {
         })
     }
 
-    pub(crate) fn separate_heads(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("tokens are (B, N, C)");
-        x.reshape([b, n, self.num_heads, c / self.num_heads])
-            .transpose(1, 2)
-    }
-
-    pub(crate) fn recombine_heads(x: &Tensor) -> Tensor {
-        let (b, h, n, c) = x.size4().expect("heads are (B, H, N, C)");
-        x.transpose(1, 2).reshape([b, n, h * c])
+    /// [`separate_heads`] into this attention's heads.
+    fn separate_heads(&self, x: &Tensor) -> Tensor {
+        separate_heads(x, self.num_heads)
     }
 
     pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
@@ -121,7 +115,7 @@ struct TwoWayAttentionBlock {
     cross_attn_image_to_token: Attention,
     /// The token → image keys' and the image → token queries' projections, stacked: both
     /// project `keys + key_pe`.
-    image_projections: Option<Linear>,
+    image_projections: Option<StackedLinear>,
     skip_first_layer_pe: bool,
 }
 
@@ -143,7 +137,7 @@ impl TwoWayAttentionBlock {
         Ok(TwoWayAttentionBlock {
             self_attn: Attention::load(&vb.pp("self_attn"), d, c.num_heads, 1)?,
             norm1: LayerNorm::load(&vb.pp("norm1"), d, DECODER_LN_EPS)?,
-            image_projections: Linear::stacked(
+            image_projections: StackedLinear::new(
                 &cross_attn_token_to_image.k_proj,
                 &cross_attn_image_to_token.q_proj,
             ),
@@ -225,15 +219,11 @@ impl TwoWayAttentionBlock {
         if let (Some(stacked), Ok((b, rows, width))) = (&self.image_projections, k.size3()) {
             let exact = probed(Probe::StackedLinear([b, rows, width, stacked.out_dim()]), || {
                 let x = probe_tensor(&[b, rows, width], 21);
-                let both = stacked.forward(&x);
-                let n = first.out_dim();
-                both.narrow(2, 0, n).equal(&first.forward(&x))
-                    && both.narrow(2, n, second.out_dim()).equal(&second.forward(&x))
+                let (a, c) = stacked.forward(&x);
+                a.equal(&first.forward(&x)) && c.equal(&second.forward(&x))
             });
             if exact {
-                let both = stacked.forward(k);
-                let n = first.out_dim();
-                return (both.narrow(2, 0, n), both.narrow(2, n, second.out_dim()));
+                return stacked.forward(k);
             }
         }
         (first.forward(k), second.forward(k))
@@ -334,7 +324,7 @@ impl TwoWayTransformer {
             .bmm(&shared.t2i_v)
             .reshape([heads, b, n, c])
             .permute([1, 0, 2, 3]);
-        let attn_out = a.out_proj.forward(&Attention::recombine_heads(&out));
+        let attn_out = a.out_proj.forward(&recombine_heads(&out));
         let queries = first.norm2.forward(&(&queries + attn_out));
         let queries = &queries + first.mlp.forward(&queries);
         let queries = first.norm3.forward(&queries);

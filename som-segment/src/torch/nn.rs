@@ -27,10 +27,19 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+}
 
-    /// One layer computing `first`'s outputs followed by `second`'s on the same input (their
-    /// weights stacked), or `None` when their input widths or biases differ.
-    pub(crate) fn stacked(first: &Linear, second: &Linear) -> Option<Linear> {
+/// Two [`Linear`] layers on the same input computed as one product, their weights stacked.
+#[derive(Debug)]
+pub(crate) struct StackedLinear {
+    layer: Linear,
+    /// The first layer's output width.
+    split: i64,
+}
+
+impl StackedLinear {
+    /// `first` and `second` stacked, or `None` when their input widths or biases differ.
+    pub(crate) fn new(first: &Linear, second: &Linear) -> Option<Self> {
         if first.weight.size()[1..] != second.weight.size()[1..] {
             return None;
         }
@@ -39,15 +48,25 @@ impl Linear {
             (None, None) => None,
             _ => return None,
         };
-        Some(Linear {
-            weight: Tensor::cat(&[&first.weight, &second.weight], 0),
-            bias,
+        Some(StackedLinear {
+            layer: Linear {
+                weight: Tensor::cat(&[&first.weight, &second.weight], 0),
+                bias,
+            },
+            split: first.weight.size()[0],
         })
     }
 
-    /// Output width.
+    /// Both layers' outputs on `x`: views of one product.
+    pub(crate) fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let both = self.layer.forward(x);
+        let rest = both.size().last().copied().unwrap_or(0) - self.split;
+        (both.narrow(-1, 0, self.split), both.narrow(-1, self.split, rest))
+    }
+
+    /// The two layers' output widths together.
     pub(crate) fn out_dim(&self) -> i64 {
-        self.weight.size()[0]
+        self.layer.weight.size()[0]
     }
 }
 
@@ -381,7 +400,7 @@ impl MultiheadAttention {
 mod tests {
     use tch::{Device, Kind, Tensor};
 
-    use super::Linear;
+    use super::{Linear, StackedLinear};
 
     fn linear(out_dim: i64, in_dim: i64, bias: bool) -> Linear {
         let o = (Kind::Float, Device::Cpu);
@@ -399,28 +418,24 @@ mod tests {
         let _guard = tch::no_grad_guard();
         tch::manual_seed(17);
         let (first, second) = (linear(128, 256, true), linear(128, 256, true));
-        let stacked = Linear::stacked(&first, &second).expect("same input width and biases");
+        let stacked = StackedLinear::new(&first, &second).expect("same input width and biases");
         assert_eq!(stacked.out_dim(), 256);
         for b in 4..8 {
             let x = Tensor::randn([b, 4096, 256], (Kind::Float, Device::Cpu));
-            let both = stacked.forward(&x);
-            assert!(
-                both.narrow(2, 0, 128).equal(&first.forward(&x)),
-                "batch {b}: first"
-            );
-            assert!(
-                both.narrow(2, 128, 128).equal(&second.forward(&x)),
-                "batch {b}: second"
-            );
+            let (a, c) = stacked.forward(&x);
+            assert!(a.equal(&first.forward(&x)), "batch {b}: first");
+            assert!(c.equal(&second.forward(&x)), "batch {b}: second");
         }
     }
 
     #[test]
     fn layers_that_cannot_stack() {
         let _guard = tch::no_grad_guard();
-        assert!(Linear::stacked(&linear(8, 16, true), &linear(8, 12, true)).is_none());
-        assert!(Linear::stacked(&linear(8, 16, true), &linear(8, 16, false)).is_none());
-        let without = Linear::stacked(&linear(8, 16, false), &linear(4, 16, false)).expect("no biases");
+        assert!(StackedLinear::new(&linear(8, 16, true), &linear(8, 12, true)).is_none());
+        assert!(StackedLinear::new(&linear(8, 16, true), &linear(8, 16, false)).is_none());
+        let without = StackedLinear::new(&linear(8, 16, false), &linear(4, 16, false)).expect("no biases");
         assert_eq!(without.out_dim(), 12);
+        let (a, b) = without.forward(&Tensor::ones([3, 16], (Kind::Float, Device::Cpu)));
+        assert_eq!((a.size(), b.size()), (vec![3, 8], vec![3, 4]));
     }
 }
