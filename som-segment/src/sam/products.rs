@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 use super::softmax::{kernel_scale, libtorch_scaled_softmax, softmax_rows};
+use crate::torch::parallel::for_each_chunk_mut;
 
 /// What a probe checked, with the shapes it checked it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,7 +166,6 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
     let width = v.size()[2];
     let out = Tensor::empty([b, hw, width], (Kind::Float, Device::Cpu));
     let dims = MixDims {
-        batch: b as usize,
         image: hw as usize,
         tokens: n as usize,
         heads: heads as usize,
@@ -187,51 +187,50 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
 
 /// The shapes of one [`mix`] call.
 struct MixDims {
-    batch: usize,
     image: usize,
     tokens: usize,
     heads: usize,
     c: usize,
 }
 
-/// Per batch, head and block of image rows: the softmax kernel's probabilities, then each
-/// row's mix of the head's token values, one fused multiply-add per token in order from
-/// zero (LibTorch's product on these shapes), written into the row's head columns.
+/// One prompt's mix (its `(H, HW, N)` scores and `(N, H·c)` token values into its
+/// `(HW, H·c)` output), per head and block of image rows: the softmax kernel's
+/// probabilities, then each row's mix of the head's token values, one fused multiply-add
+/// per token in order from zero (LibTorch's product on these shapes), written into the
+/// row's head columns.
 #[inline(always)]
 fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     let width = d.heads * d.c;
     let mut p = vec![0.0f32; MIX_ROWS * d.tokens];
-    for b in 0..d.batch {
-        for h in 0..d.heads {
-            let plane = &scores[(b * d.heads + h) * d.image * d.tokens..][..d.image * d.tokens];
-            for c0 in (0..d.c).step_by(MAX_HEAD_WIDTH) {
-                let cw = MAX_HEAD_WIDTH.min(d.c - c0);
-                // The head's values for these columns: vh[token][column].
-                let vh: Vec<[f32; MAX_HEAD_WIDTH]> = (0..d.tokens)
-                    .map(|t| {
-                        let mut row = [0.0; MAX_HEAD_WIDTH];
-                        let at = (b * d.tokens + t) * width + h * d.c + c0;
-                        row[..cw].copy_from_slice(&v[at..at + cw]);
-                        row
-                    })
-                    .collect();
-                for r0 in (0..d.image).step_by(MIX_ROWS) {
-                    let rows = MIX_ROWS.min(d.image - r0);
-                    let p = &mut p[..rows * d.tokens];
-                    softmax_rows(&plane[r0 * d.tokens..(r0 + rows) * d.tokens], p, d.tokens, scale);
-                    // MIX_BLOCK rows at a time: independent chains of multiply-adds.
-                    let mut i = 0;
-                    while i < rows {
-                        let n = if i + MIX_BLOCK <= rows { MIX_BLOCK } else { 1 };
-                        let block = weighted_block::<MIX_BLOCK, MAX_HEAD_WIDTH>(&vh, n, |j| {
-                            &p[(i + j) * d.tokens..(i + j + 1) * d.tokens]
-                        });
-                        for (j, acc) in block.iter().enumerate().take(n) {
-                            let at = (b * d.image + r0 + i + j) * width + h * d.c + c0;
-                            out[at..at + cw].copy_from_slice(&acc[..cw]);
-                        }
-                        i += n;
+    for h in 0..d.heads {
+        let plane = &scores[h * d.image * d.tokens..][..d.image * d.tokens];
+        for c0 in (0..d.c).step_by(MAX_HEAD_WIDTH) {
+            let cw = MAX_HEAD_WIDTH.min(d.c - c0);
+            // The head's values for these columns: vh[token][column].
+            let vh: Vec<[f32; MAX_HEAD_WIDTH]> = (0..d.tokens)
+                .map(|t| {
+                    let mut row = [0.0; MAX_HEAD_WIDTH];
+                    let at = t * width + h * d.c + c0;
+                    row[..cw].copy_from_slice(&v[at..at + cw]);
+                    row
+                })
+                .collect();
+            for r0 in (0..d.image).step_by(MIX_ROWS) {
+                let rows = MIX_ROWS.min(d.image - r0);
+                let p = &mut p[..rows * d.tokens];
+                softmax_rows(&plane[r0 * d.tokens..(r0 + rows) * d.tokens], p, d.tokens, scale);
+                // MIX_BLOCK rows at a time: independent chains of multiply-adds.
+                let mut i = 0;
+                while i < rows {
+                    let n = if i + MIX_BLOCK <= rows { MIX_BLOCK } else { 1 };
+                    let block = weighted_block::<MIX_BLOCK, MAX_HEAD_WIDTH>(&vh, n, |j| {
+                        &p[(i + j) * d.tokens..(i + j + 1) * d.tokens]
+                    });
+                    for (j, acc) in block.iter().enumerate().take(n) {
+                        let at = (r0 + i + j) * width + h * d.c + c0;
+                        out[at..at + cw].copy_from_slice(&acc[..cw]);
                     }
+                    i += n;
                 }
             }
         }
@@ -244,8 +243,23 @@ unsafe fn mix_avx2(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scal
     mix_any(scores, v, out, d, scale);
 }
 
-/// [`mix_any`] on the best instructions the CPU has (the same values on any).
+/// [`mix_one`] for every prompt of the batch, spread over LibTorch's threads.
 fn mix(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+    let width = d.heads * d.c;
+    let (per_scores, per_v) = (d.heads * d.image * d.tokens, d.tokens * width);
+    for_each_chunk_mut(out, d.image * width, |b, out| {
+        mix_one(
+            &scores[b * per_scores..][..per_scores],
+            &v[b * per_v..][..per_v],
+            out,
+            d,
+            scale,
+        );
+    });
+}
+
+/// [`mix_any`] on the best instructions the CPU has (the same values on any).
+fn mix_one(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -319,45 +333,44 @@ struct ScoreDims {
     key_row_stride: usize,
 }
 
+/// One prompt's scores: its `(N, H·c)` queries against its image keys (rows
+/// `key_row_stride` apart) into its `(H, N, HW)` output.
 #[inline(always)]
-fn scores_any(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+fn scores_any(q: &[f32], keys: &[f32], out: &mut [f32], d: &ScoreDims) {
     let width = d.heads * d.c;
     // The queries of a token block, per head and transposed: qt[h·c + c][lane].
     let mut qt = vec![[0.0f32; LANES]; width];
-    for b in 0..d.batch {
-        let keys = &k[b * d.key_batch_stride..];
-        for t0 in (0..d.tokens).step_by(LANES) {
-            let lanes = LANES.min(d.tokens - t0);
-            for (j, lane) in qt.iter_mut().enumerate() {
-                *lane = [0.0; LANES];
-                for (l, v) in lane.iter_mut().enumerate().take(lanes) {
-                    *v = q[(b * d.tokens + t0 + l) * width + j];
-                }
+    for t0 in (0..d.tokens).step_by(LANES) {
+        let lanes = LANES.min(d.tokens - t0);
+        for (j, lane) in qt.iter_mut().enumerate() {
+            *lane = [0.0; LANES];
+            for (l, v) in lane.iter_mut().enumerate().take(lanes) {
+                *v = q[(t0 + l) * width + j];
             }
-            // ROWS image rows at a time (independent chains of multiply-adds keep the
-            // vector units busy), each row's heads in turn (its keys read in order).
-            let mut r = 0;
-            while r < d.image {
-                let n = if r + ROWS <= d.image { ROWS } else { 1 };
-                for h in 0..d.heads {
-                    if r + PREFETCH_ROWS + ROWS <= d.image {
-                        for i in 0..ROWS {
-                            prefetch(&keys[(r + PREFETCH_ROWS + i) * d.key_row_stride + h * d.c]);
-                        }
-                    }
-                    let qh = &qt[h * d.c..(h + 1) * d.c];
-                    let block = weighted_block::<ROWS, LANES>(qh, n, |i| {
-                        &keys[(r + i) * d.key_row_stride + h * d.c..][..d.c]
-                    });
-                    let plane = ((b * d.heads + h) * d.tokens + t0) * d.image;
-                    for (i, a) in block.iter().enumerate().take(n) {
-                        for (l, &v) in a.iter().enumerate().take(lanes) {
-                            out[plane + l * d.image + r + i] = v;
-                        }
+        }
+        // ROWS image rows at a time (independent chains of multiply-adds keep the
+        // vector units busy), each row's heads in turn (its keys read in order).
+        let mut r = 0;
+        while r < d.image {
+            let n = if r + ROWS <= d.image { ROWS } else { 1 };
+            for h in 0..d.heads {
+                if r + PREFETCH_ROWS + ROWS <= d.image {
+                    for i in 0..ROWS {
+                        prefetch(&keys[(r + PREFETCH_ROWS + i) * d.key_row_stride + h * d.c]);
                     }
                 }
-                r += n;
+                let qh = &qt[h * d.c..(h + 1) * d.c];
+                let block = weighted_block::<ROWS, LANES>(qh, n, |i| {
+                    &keys[(r + i) * d.key_row_stride + h * d.c..][..d.c]
+                });
+                let plane = (h * d.tokens + t0) * d.image;
+                for (i, a) in block.iter().enumerate().take(n) {
+                    for (l, &v) in a.iter().enumerate().take(lanes) {
+                        out[plane + l * d.image + r + i] = v;
+                    }
+                }
             }
+            r += n;
         }
     }
 }
@@ -423,9 +436,17 @@ unsafe fn scores_avx2(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
     scores_any(q, k, out, d);
 }
 
+/// [`scores_one`] for every prompt of the batch, spread over LibTorch's threads.
+fn scores(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+    let per_q = d.tokens * d.heads * d.c;
+    for_each_chunk_mut(out, d.heads * d.tokens * d.image, |b, out| {
+        scores_one(&q[b * per_q..][..per_q], &k[b * d.key_batch_stride..], out, d);
+    });
+}
+
 /// [`scores_any`] on the best instructions the CPU has (the same values on any: `mul_add`
 /// is a fused multiply-add with or without the instruction).
-fn scores(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
+fn scores_one(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
