@@ -41,6 +41,10 @@ pub(crate) enum Probe {
     /// computed as one, stacked ([`crate::torch::nn::StackedLinear`]): `(batch, rows, in,
     /// out)`.
     StackedLinear([i64; 4]),
+    /// A layer packed for [`crate::torch::gemm::PackedLinear`] on `(batch, rows, in)` inputs
+    /// with `out` outputs, the batch counts of the input addition and of the residual
+    /// (0: none): `(batch, rows, in, out, addition batches, residual batches)`.
+    PackedLinear([i64; 6]),
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a

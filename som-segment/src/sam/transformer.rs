@@ -11,6 +11,7 @@ use super::products::{
 };
 use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
+use crate::torch::gemm::PackedLinear;
 use crate::torch::nn::{Activation, LayerNorm, Linear, StackedLinear};
 use crate::torch::Vb;
 
@@ -56,17 +57,22 @@ impl Attention {
     /// The attention of projected `(B, N, C_int)` queries, keys and values, with
     /// `kernels` in place of some of LibTorch's operations (the same values).
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
+        self.out_proj.forward(&self.mix(q, k, v, kernels))
+    }
+
+    /// [`Self::attend`] before the output projection: the heads' mixes of the values,
+    /// recombined, `(B, N, C_int)`.
+    fn mix(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
         let heads = self.num_heads;
         let scores = match kernels {
             Kernels::TokenToImage => token_image_scores(q, k, heads),
             Kernels::LibTorch | Kernels::ImageToToken => libtorch_token_image_scores(q, k, heads),
         };
         let divisor = ((q.size()[2] / heads) as f64).sqrt();
-        let mixed = match kernels {
+        match kernels {
             Kernels::ImageToToken => image_token_mix(&scores, divisor, v, heads),
             Kernels::LibTorch | Kernels::TokenToImage => libtorch_mix(&scores, divisor, v, heads),
-        };
-        self.out_proj.forward(&mixed)
+        }
     }
 }
 
@@ -116,7 +122,63 @@ struct TwoWayAttentionBlock {
     /// The token → image keys' and the image → token queries' projections, stacked: both
     /// project `keys + key_pe`.
     image_projections: Option<StackedLinear>,
+    /// The layers on image tokens packed for the linear kernel.
+    packed: PackedImageLayers,
     skip_first_layer_pe: bool,
+}
+
+/// A block's linear layers on the image tokens, packed for [`PackedLinear`] (the
+/// shared-image decoder only; `None` where the kernel does not apply).
+#[derive(Debug)]
+struct PackedImageLayers {
+    /// Token → image values.
+    t2i_v: Option<PackedLinear>,
+    /// [`TwoWayAttentionBlock::image_projections`], with `keys + key_pe` fused.
+    projections: Option<PackedLinear>,
+    /// Image → token output projection, with the residual keys fused.
+    i2t_out: Option<PackedLinear>,
+}
+
+/// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) where a probe
+/// found that the kernel gives LibTorch's bits for these shapes (`x.linear` and the
+/// additions as separate operations); `None` otherwise, and the caller runs LibTorch's.
+fn packed_forward(
+    packed: Option<&PackedLinear>,
+    x: &Tensor,
+    x_add: Option<&Tensor>,
+    residual: Option<&Tensor>,
+) -> Option<Tensor> {
+    let packed = packed?;
+    let (b, m, k) = x.size3().ok()?;
+    let out = packed.out_dim();
+    let batches = |t: Option<&Tensor>| t.map_or(0, |t| t.size().first().copied().unwrap_or(0));
+    let (add_batches, res_batches) = (batches(x_add), batches(residual));
+    let exact = probed(
+        Probe::PackedLinear([b, m, k, out, add_batches, res_batches]),
+        || {
+            let w = probe_tensor(&[out, k], 31);
+            let bias = probe_tensor(&[out], 32);
+            let Some(layer) = PackedLinear::new(&w, Some(&bias)) else {
+                return false;
+            };
+            let x = probe_tensor(&[b, m, k], 33);
+            let add = (add_batches > 0).then(|| probe_tensor(&[add_batches, m, k], 34));
+            let res = (res_batches > 0).then(|| probe_tensor(&[res_batches, m, out], 35));
+            let input = add.as_ref().map_or_else(|| x.shallow_clone(), |a| &x + a);
+            let linear = input.linear(&w, Some(&bias));
+            let want = res
+                .as_ref()
+                .map_or_else(|| linear.shallow_clone(), |r| r + &linear);
+            layer
+                .forward(&x, add.as_ref(), res.as_ref())
+                .is_some_and(|got| got.equal(&want))
+        },
+    );
+    if exact {
+        packed.forward(x, x_add, residual)
+    } else {
+        None
+    }
 }
 
 impl TwoWayAttentionBlock {
@@ -134,13 +196,20 @@ impl TwoWayAttentionBlock {
             c.num_heads,
             c.attention_downsample_rate,
         )?;
+        let image_projections = StackedLinear::new(
+            &cross_attn_token_to_image.k_proj,
+            &cross_attn_image_to_token.q_proj,
+        );
+        let packed = PackedImageLayers {
+            t2i_v: cross_attn_token_to_image.v_proj.packed(),
+            projections: image_projections.as_ref().and_then(StackedLinear::packed),
+            i2t_out: cross_attn_image_to_token.out_proj.packed(),
+        };
         Ok(TwoWayAttentionBlock {
             self_attn: Attention::load(&vb.pp("self_attn"), d, c.num_heads, 1)?,
             norm1: LayerNorm::load(&vb.pp("norm1"), d, DECODER_LN_EPS)?,
-            image_projections: StackedLinear::new(
-                &cross_attn_token_to_image.k_proj,
-                &cross_attn_image_to_token.q_proj,
-            ),
+            image_projections,
+            packed,
             cross_attn_token_to_image,
             norm2: LayerNorm::load(&vb.pp("norm2"), d, DECODER_LN_EPS)?,
             mlp: MlpBlock::load(&vb.pp("mlp"), d, c.mlp_dim, Activation::Relu)?,
@@ -170,14 +239,19 @@ impl TwoWayAttentionBlock {
         let queries = self.norm1.forward(&queries);
 
         let q = &queries + query_pe;
-        // Upstream adds the position encodings to the unchanged keys twice in a block and
-        // projects the sum in each cross attention; once each gives the same values.
-        let k = keys + key_pe;
         let (t2i, i2t) = (&self.cross_attn_token_to_image, &self.cross_attn_image_to_token);
         let (t2i_keys, i2t_queries) = if fast {
-            self.image_projections(&k)
+            self.image_projections(keys, key_pe)
         } else {
+            // Upstream adds the position encodings to the unchanged keys twice in a block
+            // and projects the sum in each cross attention; once each gives the same values.
+            let k = keys + key_pe;
             (t2i.k_proj.forward(&k), i2t.q_proj.forward(&k))
+        };
+        let values = if fast {
+            packed_forward(self.packed.t2i_v.as_ref(), keys, None, None)
+        } else {
+            None
         };
         let kernels = |fast_kernels| {
             if fast {
@@ -189,7 +263,7 @@ impl TwoWayAttentionBlock {
         let attn_out = t2i.attend(
             &t2i.q_proj.forward(&q),
             &t2i_keys,
-            &t2i.v_proj.forward(keys),
+            &values.unwrap_or_else(|| t2i.v_proj.forward(keys)),
             kernels(Kernels::TokenToImage),
         );
         let queries = self.norm2.forward(&(&queries + attn_out));
@@ -198,20 +272,34 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&queries);
 
         let q = &queries + query_pe;
-        let attn_out = i2t.attend(
+        let mixed = i2t.mix(
             &i2t_queries,
             &i2t.k_proj.forward(&q),
             &i2t.v_proj.forward(&queries),
             kernels(Kernels::ImageToToken),
         );
-        let keys = self.norm4.forward(&(keys + attn_out));
+        let fused = if fast {
+            packed_forward(self.packed.i2t_out.as_ref(), &mixed, None, Some(keys))
+        } else {
+            None
+        };
+        let keys = fused.unwrap_or_else(|| keys + i2t.out_proj.forward(&mixed));
+        let keys = self.norm4.forward(&keys);
         (queries, keys)
     }
 
     /// The token → image keys and the image → token queries of `(B, hw, C)` image tokens
-    /// `k` (`keys + key_pe`): by one product with the stacked weights where a probe found
-    /// that it gives the two products' bits for this shape, by two otherwise.
-    fn image_projections(&self, k: &Tensor) -> (Tensor, Tensor) {
+    /// `keys + key_pe`: by the linear kernel on the stacked weights, the addition fused,
+    /// where probes found that it gives LibTorch's bits for these shapes; else by one
+    /// LibTorch product with the stacked weights where a probe found that it gives the two
+    /// products' bits; by two otherwise.
+    fn image_projections(&self, keys: &Tensor, key_pe: &Tensor) -> (Tensor, Tensor) {
+        if let Some(stacked) = &self.image_projections {
+            if let Some(both) = packed_forward(self.packed.projections.as_ref(), keys, Some(key_pe), None) {
+                return stacked.split(&both);
+            }
+        }
+        let k = keys + key_pe;
         let (first, second) = (
             &self.cross_attn_token_to_image.k_proj,
             &self.cross_attn_image_to_token.q_proj,
@@ -223,10 +311,10 @@ impl TwoWayAttentionBlock {
                 a.equal(&first.forward(&x)) && c.equal(&second.forward(&x))
             });
             if exact {
-                return stacked.forward(k);
+                return stacked.forward(&k);
             }
         }
-        (first.forward(k), second.forward(k))
+        (first.forward(&k), second.forward(&k))
     }
 }
 
@@ -235,6 +323,8 @@ impl TwoWayAttentionBlock {
 pub struct TwoWayTransformer {
     layers: Vec<TwoWayAttentionBlock>,
     final_attn_token_to_image: Attention,
+    /// The final attention's key and value projections packed for the linear kernel.
+    final_packed: (Option<PackedLinear>, Option<PackedLinear>),
     norm_final_attn: LayerNorm,
 }
 
@@ -243,14 +333,19 @@ impl TwoWayTransformer {
         let layers = (0..c.depth)
             .map(|i| TwoWayAttentionBlock::load(&vb.pp("layers").pp(i), c, i == 0))
             .collect::<Result<Vec<_>, _>>()?;
+        let final_attn_token_to_image = Attention::load(
+            &vb.pp("final_attn_token_to_image"),
+            c.embedding_dim,
+            c.num_heads,
+            c.attention_downsample_rate,
+        )?;
         Ok(TwoWayTransformer {
             layers,
-            final_attn_token_to_image: Attention::load(
-                &vb.pp("final_attn_token_to_image"),
-                c.embedding_dim,
-                c.num_heads,
-                c.attention_downsample_rate,
-            )?,
+            final_packed: (
+                final_attn_token_to_image.k_proj.packed(),
+                final_attn_token_to_image.v_proj.packed(),
+            ),
+            final_attn_token_to_image,
             norm_final_attn: LayerNorm::load(&vb.pp("norm_final_attn"), c.embedding_dim, DECODER_LN_EPS)?,
         })
     }
@@ -336,23 +431,131 @@ impl TwoWayTransformer {
             .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
             .collect();
         let mixed = image_token_mix(&Tensor::stack(&scores, 0), (c as f64).sqrt(), &v, i.num_heads);
-        let attn_out = i.out_proj.forward(&mixed);
-        let keys = first.norm4.forward(&(&shared.keys + attn_out));
+        let keys = packed_forward(first.packed.i2t_out.as_ref(), &mixed, None, Some(&shared.keys))
+            .unwrap_or_else(|| &shared.keys + i.out_proj.forward(&mixed));
+        let keys = first.norm4.forward(&keys);
         let mut queries = queries;
         let mut keys = keys;
         for layer in &self.layers[1..] {
             (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe, true);
         }
         let q = &queries + pe;
-        let k = &keys + &shared.key_pe;
         let f = &self.final_attn_token_to_image;
-        let attn_out = f.attend(
-            &f.q_proj.forward(&q),
-            &f.k_proj.forward(&k),
-            &f.v_proj.forward(&keys),
-            Kernels::TokenToImage,
-        );
+        let (packed_k, packed_v) = &self.final_packed;
+        let k = packed_forward(packed_k.as_ref(), &keys, Some(&shared.key_pe), None)
+            .unwrap_or_else(|| f.k_proj.forward(&(&keys + &shared.key_pe)));
+        let v =
+            packed_forward(packed_v.as_ref(), &keys, None, None).unwrap_or_else(|| f.v_proj.forward(&keys));
+        let attn_out = f.attend(&f.q_proj.forward(&q), &k, &v, Kernels::TokenToImage);
         let queries = self.norm_final_attn.forward(&(queries + attn_out));
         (queries, keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::TwoWayTransformer;
+    use crate::sam::config::TwoWayTransformerConfig;
+    use crate::sam::products::{probed, Probe};
+    use crate::torch::Weights;
+
+    /// SAM's decoder transformer (every released model's: 256 wide, 8 heads, MLP 2048,
+    /// cross attentions at half width) with random weights.
+    fn full_size_transformer() -> TwoWayTransformer {
+        let (d, mlp) = (256i64, 2048i64);
+        let mut tensors = Vec::new();
+        let mut seed = 0u64;
+        let mut add = |name: String, shape: &[i64]| {
+            seed += 1;
+            tch::manual_seed(seed as i64);
+            let fan_in = *shape.last().unwrap_or(&1) as f64;
+            let t = if shape.len() == 1 && name.contains("norm") && name.ends_with("weight") {
+                Tensor::ones(shape, (Kind::Float, Device::Cpu))
+                    + Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.1
+            } else {
+                Tensor::randn(shape, (Kind::Float, Device::Cpu)) / fan_in.sqrt()
+            };
+            tensors.push((name, t));
+        };
+        let attention = |add: &mut dyn FnMut(String, &[i64]), prefix: &str, inner: i64| {
+            for p in ["q_proj", "k_proj", "v_proj"] {
+                add(format!("{prefix}.{p}.weight"), &[inner, d]);
+                add(format!("{prefix}.{p}.bias"), &[inner]);
+            }
+            add(format!("{prefix}.out_proj.weight"), &[d, inner]);
+            add(format!("{prefix}.out_proj.bias"), &[d]);
+        };
+        for layer in 0..2 {
+            let l = format!("layers.{layer}");
+            attention(&mut add, &format!("{l}.self_attn"), d);
+            attention(&mut add, &format!("{l}.cross_attn_token_to_image"), d / 2);
+            attention(&mut add, &format!("{l}.cross_attn_image_to_token"), d / 2);
+            for n in 1..=4 {
+                add(format!("{l}.norm{n}.weight"), &[d]);
+                add(format!("{l}.norm{n}.bias"), &[d]);
+            }
+            add(format!("{l}.mlp.lin1.weight"), &[mlp, d]);
+            add(format!("{l}.mlp.lin1.bias"), &[mlp]);
+            add(format!("{l}.mlp.lin2.weight"), &[d, mlp]);
+            add(format!("{l}.mlp.lin2.bias"), &[d]);
+        }
+        attention(&mut add, "final_attn_token_to_image", d / 2);
+        add("norm_final_attn.weight".into(), &[d]);
+        add("norm_final_attn.bias".into(), &[d]);
+        let weights = Weights::from_tensors(tensors).expect("float tensors");
+        let config = TwoWayTransformerConfig {
+            depth: 2,
+            embedding_dim: d,
+            num_heads: 8,
+            mlp_dim: mlp,
+            attention_downsample_rate: 2,
+        };
+        let transformer =
+            TwoWayTransformer::load(&weights.root("sam"), &config).expect("all weights present");
+        weights.check_all_used("sam").expect("every weight taken");
+        transformer
+    }
+
+    /// The shared-image path (the generator's: exact kernels, stacked and packed
+    /// projections with their additions fused) gives the reference path's tokens and image
+    /// keys bit for bit at the released models' sizes, and takes the packed layers on
+    /// CPUs with AVX2 and FMA.
+    #[test]
+    fn the_shared_path_gives_the_reference_values_at_full_size() {
+        let _guard = tch::no_grad_guard();
+        let transformer = full_size_transformer();
+        tch::manual_seed(99);
+        let image = Tensor::randn([1, 256, 64, 64], (Kind::Float, Device::Cpu));
+        let pe = Tensor::randn([1, 256, 64, 64], (Kind::Float, Device::Cpu));
+        for prompts in [4i64, 5] {
+            let tokens = Tensor::randn([prompts, 7, 256], (Kind::Float, Device::Cpu));
+            let (want_q, want_k) = transformer.forward(
+                &image.expand([prompts, -1, -1, -1], false).contiguous(),
+                &pe.expand([prompts, -1, -1, -1], false).contiguous(),
+                &tokens,
+            );
+            let shared = transformer.share_image(&image, &pe).expect("two blocks");
+            let (got_q, got_k) = transformer.forward_shared(&shared, &tokens);
+            assert!(got_q.equal(&want_q), "{prompts} prompts: tokens differ");
+            assert!(got_k.equal(&want_k), "{prompts} prompts: image keys differ");
+        }
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        // The probes ran above; each must have accepted its packed layer.
+        for shape in [
+            [4, 4096, 256, 256, 1, 0], // stacked projections of keys + key_pe
+            [4, 4096, 256, 128, 0, 0], // token -> image values
+            [4, 4096, 128, 256, 0, 1], // block 0: out projection + the shared keys
+            [4, 4096, 128, 256, 0, 4], // block 1: out projection + the keys
+            [4, 4096, 256, 128, 1, 0], // final keys of keys + key_pe
+        ] {
+            assert!(
+                probed(Probe::PackedLinear(shape), || false),
+                "{shape:?} went through LibTorch"
+            );
+        }
     }
 }

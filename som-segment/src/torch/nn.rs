@@ -3,6 +3,7 @@
 
 use tch::Tensor;
 
+use super::gemm::PackedLinear;
 use super::{CheckpointError, Vb};
 
 /// `nn.Linear`.
@@ -26,6 +27,11 @@ impl Linear {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
+    }
+
+    /// The layer packed for our kernel ([`PackedLinear::new`]), where it applies.
+    pub(crate) fn packed(&self) -> Option<PackedLinear> {
+        PackedLinear::new(&self.weight, self.bias.as_ref())
     }
 }
 
@@ -59,14 +65,24 @@ impl StackedLinear {
 
     /// Both layers' outputs on `x`: views of one product.
     pub(crate) fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let both = self.layer.forward(x);
-        let rest = both.size().last().copied().unwrap_or(0) - self.split;
-        (both.narrow(-1, 0, self.split), both.narrow(-1, self.split, rest))
+        self.split(&self.layer.forward(x))
     }
 
     /// The two layers' output widths together.
     pub(crate) fn out_dim(&self) -> i64 {
         self.layer.weight.size()[0]
+    }
+
+    /// The stacked layer packed for our kernel, where it applies; its output splits as
+    /// [`Self::split`]'s.
+    pub(crate) fn packed(&self) -> Option<PackedLinear> {
+        self.layer.packed()
+    }
+
+    /// `both` (the stacked layer's output) as the two layers' outputs: views.
+    pub(crate) fn split(&self, both: &Tensor) -> (Tensor, Tensor) {
+        let rest = both.size().last().copied().unwrap_or(0) - self.split;
+        (both.narrow(-1, 0, self.split), both.narrow(-1, self.split, rest))
     }
 }
 
