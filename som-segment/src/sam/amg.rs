@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use image::RgbImage;
-use rayon::prelude::*;
+
 use serde::{Deserialize, Serialize};
 use som_core::{ImageSize, Rle};
 use tch::{Kind, Tensor};
@@ -22,6 +22,7 @@ use super::sam::{ImageEmbedding, Sam, MASK_THRESHOLD};
 use super::transformer::SharedImage;
 use super::upscale::{self, LowRes, UpscalePlan};
 use super::SamError;
+use crate::torch::parallel::for_each_chunk_mut;
 
 /// `is_box_near_crop_edge`'s tolerance, in pixels.
 const CROP_EDGE_ATOL: f64 = 20.0;
@@ -729,50 +730,46 @@ impl AutomaticMaskGenerator {
             unsafe { std::slice::from_raw_parts(low_res.data_ptr() as *const f32, low_res.numel()) };
         let (hi, lo, stab_thr) = self.stability_thresholds();
         let t0 = MASK_THRESHOLD as f32;
-        // Candidates in parallel (each on its own; collected in order, so the same
-        // records): unlike the reference path's per-pixel passes below, this runs between
-        // decoder calls for a few hundred milliseconds per batch, long enough for
-        // LibTorch's OpenMP workers to go to sleep first; measured side by side, the
-        // decoder's time did not change and this stage took half as long on two cores.
-        let out: Vec<Option<Pending>> = rows
-            .par_iter()
-            .map(|&(i, row)| {
-                let mask = &all[row * lh * lw..(row + 1) * lh * lw];
-                let mut data = Vec::with_capacity(ur * uc);
-                for r in 0..ur {
-                    data.extend_from_slice(&mask[r * lw..r * lw + uc]);
-                }
-                let low = LowRes {
-                    data,
-                    r0: 0,
-                    c0: 0,
-                    h: ur,
-                    w: uc,
-                };
-                let margin = upscale::margin(&low);
-                let inter = count_above(plan, &low, hi, margin);
-                let union = count_above(plan, &low, lo, margin);
-                let stability = inter as f32 / union as f32;
-                if !self.passes_stability(stability, stab_thr) {
-                    return None;
-                }
-                let bbox = box_above(plan, &low, t0, margin);
-                if ctx.near_crop_edge(bbox) {
-                    return None;
-                }
-                let low = match upscale::window(&low, t0, margin) {
-                    Some(w) => low.sub(w.rows, w.cols),
-                    None => low.sub(0..0, 0..0),
-                };
-                Some(Pending {
-                    mask: PendingMask::Logits { low, margin },
-                    bbox,
-                    iou: ctx.iou[i],
-                    point: ctx.points[i / ctx.k],
-                    stability,
-                })
+        // Candidates in parallel on LibTorch's threads (each on its own; collected in
+        // order, so the same records).
+        let candidate = |&(i, row): &(usize, usize)| -> Option<Pending> {
+            let mask = &all[row * lh * lw..(row + 1) * lh * lw];
+            let mut data = Vec::with_capacity(ur * uc);
+            for r in 0..ur {
+                data.extend_from_slice(&mask[r * lw..r * lw + uc]);
+            }
+            let low = LowRes {
+                data,
+                r0: 0,
+                c0: 0,
+                h: ur,
+                w: uc,
+            };
+            let margin = upscale::margin(&low);
+            let inter = count_above(plan, &low, hi, margin);
+            let union = count_above(plan, &low, lo, margin);
+            let stability = inter as f32 / union as f32;
+            if !self.passes_stability(stability, stab_thr) {
+                return None;
+            }
+            let bbox = box_above(plan, &low, t0, margin);
+            if ctx.near_crop_edge(bbox) {
+                return None;
+            }
+            let low = match upscale::window(&low, t0, margin) {
+                Some(w) => low.sub(w.rows, w.cols),
+                None => low.sub(0..0, 0..0),
+            };
+            Some(Pending {
+                mask: PendingMask::Logits { low, margin },
+                bbox,
+                iou: ctx.iou[i],
+                point: ctx.points[i / ctx.k],
+                stability,
             })
-            .collect();
+        };
+        let mut out: Vec<Option<Pending>> = (0..rows.len()).map(|_| None).collect();
+        for_each_chunk_mut(&mut out, 1, |j, slot| slot[0] = candidate(&rows[j]));
         Ok(out.into_iter().flatten().collect())
     }
 
