@@ -58,7 +58,7 @@ impl Attention {
         let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
         let mut attn = (q * self.scale).matmul(&k.transpose(-2, -1));
         if let Some((rh, rw)) = &self.rel_pos {
-            attn = add_decomposed_rel_pos(&attn, q, rh, rw, (h, w), (h, w));
+            attn = add_decomposed_rel_pos(attn, q, rh, rw, (h, w), (h, w));
         }
         let attn = attn.softmax(-1, None::<Kind>);
         let x = attn
@@ -96,7 +96,7 @@ pub(crate) fn get_rel_pos(q_size: i64, k_size: i64, rel_pos: &Tensor) -> Tensor 
 
 /// `add_decomposed_rel_pos`.
 pub(crate) fn add_decomposed_rel_pos(
-    attn: &Tensor,
+    attn: Tensor,
     q: &Tensor,
     rel_pos_h: &Tensor,
     rel_pos_w: &Tensor,
@@ -111,11 +111,14 @@ pub(crate) fn add_decomposed_rel_pos(
     let r_q = q.reshape([b, q_h, q_w, dim]);
     let rel_h = Tensor::einsum("bhwc,hkc->bhwk", &[&r_q, &rh], None::<&[i64]>);
     let rel_w = Tensor::einsum("bhwc,wkc->bhwk", &[&r_q, &rw], None::<&[i64]>);
-    (attn.view([b, q_h, q_w, k_h, k_w]) + rel_h.unsqueeze(4) + rel_w.unsqueeze(3)).view([
-        b,
-        q_h * q_w,
-        k_h * k_w,
-    ])
+    // Upstream adds out of place (`attn + rel_h + rel_w`). Added in place into `attn` (a
+    // fresh product nothing else holds) each element gets the same two roundings, without
+    // two more hw × hw matrices: 800 MB each in ViT-B's global blocks, every page of which
+    // the kernel would fault in and zero.
+    let mut attn = attn.view([b, q_h, q_w, k_h, k_w]);
+    let _ = attn.g_add_(&rel_h.unsqueeze(4));
+    let _ = attn.g_add_(&rel_w.unsqueeze(3));
+    attn.view([b, q_h * q_w, k_h * k_w])
 }
 
 /// `window_partition`: pads BHWC tokens to a multiple of `ws` and cuts them into windows.
