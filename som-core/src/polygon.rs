@@ -46,7 +46,7 @@ pub fn polygon_to_rle(xy: &[f64], size: ImageSize) -> Result<Rle, SomError> {
 /// [`polygon_to_rle`], taking the outline's points from `budget` (the points
 /// a whole document may still walk).
 pub(crate) fn polygon_to_rle_within(xy: &[f64], size: ImageSize, budget: &mut u64) -> Result<Rle, SomError> {
-    if xy.len() % 2 != 0 {
+    if !xy.len().is_multiple_of(2) {
         return Err(SomError::Polygon(format!(
             "{} coordinates is an odd number",
             xy.len()

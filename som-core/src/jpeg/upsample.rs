@@ -60,7 +60,7 @@ impl Upsampler {
             } else {
                 Upsampler::Replicate { h: 2, v: 2 }
             }
-        } else if hmax % h == 0 && vmax % v == 0 {
+        } else if hmax.is_multiple_of(h) && vmax.is_multiple_of(v) {
             Upsampler::Replicate {
                 h: hmax / h,
                 v: vmax / v,
@@ -111,7 +111,7 @@ impl Upsampler {
 /// even output rows, below for odd) and the rounding bias of h1v2.
 fn vertical_pair(plane: &Plane, y: usize) -> (&[u8], &[u8], u16) {
     let row = y / 2;
-    if y % 2 == 0 {
+    if y.is_multiple_of(2) {
         (plane.row(row), plane.row(row.saturating_sub(1)), 1)
     } else {
         (plane.row(row), plane.row(row + 1), 2)

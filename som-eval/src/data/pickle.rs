@@ -253,7 +253,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, target: usize, items: Vec<usize>, at: usize, op: &str) -> Result<(), String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(format!("{op} at byte {at} with an odd number of keys and values"));
         }
         match &mut self.nodes[target] {

@@ -978,7 +978,9 @@ mod tests {
             let h = 1 + (lcg(&mut seed) % 9) as usize;
             let bit0 = (lcg(&mut seed) % 64) as usize;
             let stride = (bit0 + w).div_ceil(64) + 1;
-            let px: Vec<u8> = (0..w * h).map(|_| (lcg(&mut seed) % 3 != 0) as u8).collect();
+            let px: Vec<u8> = (0..w * h)
+                .map(|_| !lcg(&mut seed).is_multiple_of(3) as u8)
+                .collect();
             let mut words = vec![!0u64; stride * h]; // garbage outside the window
             for y in 0..h {
                 for x in 0..w {

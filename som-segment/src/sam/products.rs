@@ -43,8 +43,9 @@ pub(crate) enum Probe {
     StackedLinear([i64; 4]),
     /// A layer packed for [`crate::torch::gemm::PackedLinear`] on `(batch, rows, in)` inputs
     /// with `out` outputs, the batch counts of the input addition and of the residual
-    /// (0: none): `(batch, rows, in, out, addition batches, residual batches)`.
-    PackedLinear([i64; 6]),
+    /// (0: none), summed in blocks of `block` inputs: `(batch, rows, in, out, addition
+    /// batches, residual batches, block)`.
+    PackedLinear([i64; 7]),
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a

@@ -11,7 +11,7 @@ use super::products::{
 };
 use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
-use crate::torch::gemm::PackedLinear;
+use crate::torch::gemm::{PackedLinear, BLOCKS};
 use crate::torch::nn::{Activation, LayerNorm, Linear, StackedLinear};
 use crate::torch::Vb;
 
@@ -139,9 +139,10 @@ struct PackedImageLayers {
     i2t_out: Option<PackedLinear>,
 }
 
-/// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) where a probe
-/// found that the kernel gives LibTorch's bits for these shapes (`x.linear` and the
-/// additions as separate operations); `None` otherwise, and the caller runs LibTorch's.
+/// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) in the first
+/// block of [`BLOCKS`] that a probe found to give LibTorch's bits for these shapes on this
+/// CPU (`x.linear` and the additions as separate operations); `None` where none does, and
+/// the caller runs LibTorch's.
 fn packed_forward(
     packed: Option<&PackedLinear>,
     x: &Tensor,
@@ -153,32 +154,30 @@ fn packed_forward(
     let out = packed.out_dim();
     let batches = |t: Option<&Tensor>| t.map_or(0, |t| t.size().first().copied().unwrap_or(0));
     let (add_batches, res_batches) = (batches(x_add), batches(residual));
-    let exact = probed(
-        Probe::PackedLinear([b, m, k, out, add_batches, res_batches]),
-        || {
-            let w = probe_tensor(&[out, k], 31);
-            let bias = probe_tensor(&[out], 32);
-            let Some(layer) = PackedLinear::new(&w, Some(&bias)) else {
-                return false;
-            };
-            let x = probe_tensor(&[b, m, k], 33);
-            let add = (add_batches > 0).then(|| probe_tensor(&[add_batches, m, k], 34));
-            let res = (res_batches > 0).then(|| probe_tensor(&[res_batches, m, out], 35));
-            let input = add.as_ref().map_or_else(|| x.shallow_clone(), |a| &x + a);
-            let linear = input.linear(&w, Some(&bias));
-            let want = res
-                .as_ref()
-                .map_or_else(|| linear.shallow_clone(), |r| r + &linear);
-            layer
-                .forward(&x, add.as_ref(), res.as_ref())
-                .is_some_and(|got| got.equal(&want))
-        },
-    );
-    if exact {
-        packed.forward(x, x_add, residual)
-    } else {
-        None
-    }
+    let block = BLOCKS.into_iter().find(|&block| {
+        probed(
+            Probe::PackedLinear([b, m, k, out, add_batches, res_batches, block as i64]),
+            || {
+                let w = probe_tensor(&[out, k], 31);
+                let bias = probe_tensor(&[out], 32);
+                let Some(layer) = PackedLinear::new(&w, Some(&bias)) else {
+                    return false;
+                };
+                let x = probe_tensor(&[b, m, k], 33);
+                let add = (add_batches > 0).then(|| probe_tensor(&[add_batches, m, k], 34));
+                let res = (res_batches > 0).then(|| probe_tensor(&[res_batches, m, out], 35));
+                let input = add.as_ref().map_or_else(|| x.shallow_clone(), |a| &x + a);
+                let linear = input.linear(&w, Some(&bias));
+                let want = res
+                    .as_ref()
+                    .map_or_else(|| linear.shallow_clone(), |r| r + &linear);
+                layer
+                    .forward(&x, add.as_ref(), res.as_ref(), block)
+                    .is_some_and(|got| got.equal(&want))
+            },
+        )
+    })?;
+    packed.forward(x, x_add, residual, block)
 }
 
 impl TwoWayAttentionBlock {
@@ -459,6 +458,7 @@ mod tests {
     use super::TwoWayTransformer;
     use crate::sam::config::TwoWayTransformerConfig;
     use crate::sam::products::{probed, Probe};
+    use crate::torch::gemm::BLOCKS;
     use crate::torch::Weights;
 
     /// SAM's decoder transformer (every released model's: 256 wide, 8 heads, MLP 2048,
@@ -544,8 +544,9 @@ mod tests {
         if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
             return;
         }
-        // The probes ran above; each must have accepted its packed layer.
-        for shape in [
+        // The probes ran above; each must have accepted its packed layer with one of the
+        // blocks MKL uses on the CPUs we know.
+        for [b, m, k, out, add, res] in [
             [4, 4096, 256, 256, 1, 0], // stacked projections of keys + key_pe
             [4, 4096, 256, 128, 0, 0], // token -> image values
             [4, 4096, 128, 256, 0, 1], // block 0: out projection + the shared keys
@@ -553,8 +554,12 @@ mod tests {
             [4, 4096, 256, 128, 1, 0], // final keys of keys + key_pe
         ] {
             assert!(
-                probed(Probe::PackedLinear(shape), || false),
-                "{shape:?} went through LibTorch"
+                BLOCKS.into_iter().any(|block| probed(
+                    Probe::PackedLinear([b, m, k, out, add, res, block as i64]),
+                    || false
+                )),
+                "{:?} went through LibTorch",
+                [b, m, k, out, add, res]
             );
         }
     }

@@ -3,44 +3,60 @@
 //!
 //! LibTorch's CPU linear layer on float32 (`addmm` into MKL's `sgemm`, the bias copied into
 //! the output first) computes each output, on the shapes of SAM's mask decoder, as the
-//! bias, plus the products of the first 128 inputs summed by fused multiply-adds in order
-//! from zero, plus those of the next 128 summed the same way, and so on: found by comparing
-//! with LibTorch on (16384, 256) × (256, 128), (256, 256) and (128, 256), where every one of
-//! millions of outputs agreed. MKL is free to change that order with the shape, the
-//! thread count or the CPU, so the callers use [`PackedLinear`] only for shapes a
-//! once-per-process probe finds identical to LibTorch's (`sam::products::probed`).
+//! bias, plus the products of the first `block` inputs summed by fused multiply-adds in
+//! order from zero, plus those of the next `block` summed the same way, and so on. The
+//! block depends on the CPU MKL runs on: 128 inputs on AMD Zen 4 (MKL's AVX2 code), 256 on
+//! Intel Xeons with AVX-512 (so a 256-input layer is one sequential sum there), found by
+//! comparing with LibTorch on (16384, 256) × (256, 128), (256, 256) and (128, 256), where
+//! every one of millions of outputs agreed with one of them (the reference venv's
+//! `torch.nn.functional.linear` against an emulation of each order). [`BLOCKS`] lists
+//! those orders. MKL is free to change its order with the shape, the thread count, the
+//! CPU or its version, so the callers use [`PackedLinear`] only with a block that a
+//! once-per-process probe finds identical to LibTorch's for the shape
+//! (`sam::products::probed`), and LibTorch's own linear otherwise.
 //!
 //! The kernel packs the weights once, reads the inputs where they are (MKL packs both
 //! operands on every call) and writes the bias with the first sums (LibTorch writes it in a
 //! separate pass), and it fuses the additions next to the layer with the same roundings as
 //! LibTorch's separate operations: `(x + x_add) W + b` (each input rounded to float32 before
 //! its product) and `residual + (x W + b)`. Its rows are spread over LibTorch's threads
-//! ([`super::parallel`]). On this machine's two Zen 4 cores, in alternating runs of 40:
-//! 6.0–8.0 ms for a (16384, 256) × (256, 128) product where LibTorch takes 7.9–14.9 ms,
-//! 11.2–12.0 ms for (256, 256) against 13.9–16.1 ms, 6.0–6.6 ms for (128, 256) against
-//! 7.4–8.3 ms. (An AVX-512 version of the kernel was no faster on these cores.)
+//! ([`super::parallel`]). On two Zen 4 cores, in alternating runs of 40: 6.0–8.0 ms for a
+//! (16384, 256) × (256, 128) product where LibTorch takes 7.9–14.9 ms, 11.2–12.0 ms for
+//! (256, 256) against 13.9–16.1 ms, 6.0–6.6 ms for (128, 256) against 7.4–8.3 ms. (An
+//! AVX-512 version of the kernel was no faster on those cores.)
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-    _mm256_storeu_ps,
+    __m256, __m512, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+    _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_storeu_ps,
 };
 
 use tch::{Device, Kind, Tensor};
 
 use super::parallel::for_each_chunk_mut;
 
-/// Output columns per packed panel: two 8-float vectors.
+/// Output columns per packed panel: two 8-float AVX2 vectors, or one 16-float AVX-512 one.
 const PANEL: usize = 16;
 
-/// Inputs per partial sum (MKL's block on these shapes).
-const BLOCK: usize = 128;
+/// The inputs per partial sum that MKL uses on the decoder's shapes on the CPUs we know
+/// (module docs), in the order the callers try them.
+pub(crate) const BLOCKS: [usize; 2] = [128, 256];
 
-/// Rows computed together (12 accumulators of the 16 vector registers).
-const TILE: usize = 6;
+/// Rows per piece of work handed to a thread (a multiple of both kernels' tile heights).
+const CHUNK_ROWS: usize = 48;
 
-/// Rows per piece of work handed to a thread.
-const CHUNK_ROWS: usize = 8 * TILE;
+/// The instructions the kernel runs on; both give the same bits (each output is its own
+/// chain of fused multiply-adds, whatever the vector width).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    /// Tiles of 6 rows × one panel: 12 accumulators of the 16 `ymm` registers.
+    Avx2,
+    /// Tiles of 8 rows × two panels: 16 accumulators of the 32 `zmm` registers (of 12 × 2,
+    /// 8 × 2 and 6 × 4 the fastest on an Intel Xeon with AVX-512, by a few percent). MKL
+    /// takes its AVX-512 code on such CPUs, where the AVX2 tiles ran at 0.6 of its speed.
+    Avx512,
+}
 
 /// A `(out, in)` float32 linear layer with a bias, its weights packed for the kernel.
 #[derive(Debug)]
@@ -50,12 +66,13 @@ pub(crate) struct PackedLinear {
     bias: Vec<f32>,
     in_dim: usize,
     out_dim: usize,
+    isa: Isa,
 }
 
 impl PackedLinear {
     /// The layer of `weight` and `bias` packed, or `None` where the kernel does not apply:
     /// a CPU without AVX2 and FMA, weights not float32 on the CPU, no bias, an output width
-    /// not a multiple of 16 or an input width not a multiple of 128.
+    /// not a multiple of 16 or an input width that no block of [`BLOCKS`] divides.
     pub(crate) fn new(weight: &Tensor, bias: Option<&Tensor>) -> Option<Self> {
         if !has_avx2_fma() {
             return None;
@@ -68,8 +85,8 @@ impl PackedLinear {
             || bias.size() != [out_dim as i64]
             || out_dim == 0
             || in_dim == 0
-            || out_dim % PANEL != 0
-            || in_dim % BLOCK != 0
+            || !out_dim.is_multiple_of(PANEL)
+            || !BLOCKS.iter().any(|&block| in_dim.is_multiple_of(block))
         {
             return None;
         }
@@ -83,11 +100,17 @@ impl PackedLinear {
                 }
             }
         }
+        let isa = if has_avx512() && out_dim.is_multiple_of(2 * PANEL) {
+            Isa::Avx512
+        } else {
+            Isa::Avx2
+        };
         Some(PackedLinear {
             panels,
             bias,
             in_dim,
             out_dim,
+            isa,
         })
     }
 
@@ -98,14 +121,16 @@ impl PackedLinear {
 
     /// `residual + ((x + x_add) Wᵀ + b)` for `(B, M, in)` inputs `x`, with the optional
     /// `(1 or B, M, in)` `x_add` and `(1 or B, M, out)` `residual` (a batch of one is
-    /// shared by all): the values of LibTorch's `linear` and additions wherever its linear
-    /// sums as described in the module docs. `None` when a tensor is not a contiguous
-    /// float32 CPU tensor of those shapes.
+    /// shared by all), the products summed in blocks of `block` inputs: the values of
+    /// LibTorch's `linear` and additions wherever its linear sums in such blocks (module
+    /// docs). `None` when a tensor is not a contiguous float32 CPU tensor of those shapes or
+    /// `block` is not one of [`BLOCKS`] that divides the input width.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
         x_add: Option<&Tensor>,
         residual: Option<&Tensor>,
+        block: usize,
     ) -> Option<Tensor> {
         let (b, m, k) = x.size3().ok()?;
         let fits = |t: &Tensor, width: usize| {
@@ -115,7 +140,11 @@ impl PackedLinear {
                 && t.size3()
                     .is_ok_and(|(tb, tm, tk)| (tb == 1 || tb == b) && tm == m && tk == width as i64)
         };
-        if k != self.in_dim as i64 || !fits(x, self.in_dim) {
+        if k != self.in_dim as i64
+            || !fits(x, self.in_dim)
+            || !BLOCKS.contains(&block)
+            || !self.in_dim.is_multiple_of(block)
+        {
             return None;
         }
         if x_add.is_some_and(|t| !fits(t, self.in_dim)) || residual.is_some_and(|t| !fits(t, self.out_dim)) {
@@ -137,22 +166,38 @@ impl PackedLinear {
         };
         if b * m > 0 {
             for_each_chunk_mut(out_data, CHUNK_ROWS * self.out_dim, |chunk, out| {
-                self.rows(&inputs, chunk * CHUNK_ROWS, out);
+                self.rows(&inputs, chunk * CHUNK_ROWS, out, block);
             });
         }
         Some(out)
     }
 
-    /// The output rows from `first` on, into `out` (whole rows).
-    fn rows(&self, inputs: &Inputs, first: usize, out: &mut [f32]) {
+    /// The output rows from `first` on, into `out` (whole rows), summed in blocks of `block`
+    /// inputs.
+    fn rows(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+        match self.isa {
+            Isa::Avx2 => self.tiles::<6, 1>(inputs, first, out, block),
+            Isa::Avx512 => self.tiles::<8, 2>(inputs, first, out, block),
+        }
+    }
+
+    /// [`Self::rows`] in tiles of `T` rows × `P` panels (the rows left after the last whole
+    /// tile one at a time).
+    fn tiles<const T: usize, const P: usize>(
+        &self,
+        inputs: &Inputs,
+        first: usize,
+        out: &mut [f32],
+        block: usize,
+    ) {
         let (k, n) = (self.in_dim, self.out_dim);
         let rows = out.len() / n;
-        let mut sums = vec![0.0f32; if inputs.x_add.is_some() { TILE * k } else { 0 }];
+        let mut sums = vec![0.0f32; if inputs.x_add.is_some() { T * k } else { 0 }];
         let mut r = 0;
         while r < rows {
-            let tile = if r + TILE <= rows { TILE } else { 1 };
+            let tile = if r + T <= rows { T } else { 1 };
             // The tile's input rows: x's own, or x + x_add rounded as LibTorch's addition.
-            let a: [&[f32]; TILE] = match inputs.x_add {
+            let a: [&[f32]; T] = match inputs.x_add {
                 None => std::array::from_fn(|i| inputs.x_row(first + r + i.min(tile - 1), k)),
                 Some(add) => {
                     for (i, sum) in sums.chunks_mut(k).take(tile).enumerate() {
@@ -165,35 +210,51 @@ impl PackedLinear {
                     std::array::from_fn(|i| &sums[i.min(tile - 1) * k..][..k])
                 }
             };
-            let res: Option<[&[f32]; TILE]> = inputs.residual.map(|res| {
+            let res: Option<[&[f32]; T]> = inputs.residual.map(|res| {
                 std::array::from_fn(|i| inputs.broadcast_row(res, first + r + i.min(tile - 1), n))
             });
             let out_rows = &mut out[r * n..(r + tile) * n];
-            for p in 0..n / PANEL {
-                let panel = &self.panels[p * k * PANEL..(p + 1) * k * PANEL];
-                let bias = &self.bias[p * PANEL..(p + 1) * PANEL];
-                // SAFETY: the CPU has AVX2 and FMA (`new` checked them); every `a` row holds `k`
-                // floats, `panel` k·PANEL, `bias` PANEL, each `res` row `n` and
-                // `out_rows` tile·n, the extents the kernel reads and writes.
+            for p in (0..n / PANEL).step_by(P) {
+                let panels = &self.panels[p * k * PANEL..(p + P) * k * PANEL];
+                let bias = &self.bias[p * PANEL..(p + P) * PANEL];
+                let (a1, res1) = ([a[0]], res.as_ref().map(|r| [r[0]]));
+                // SAFETY: `new` chose the ISA from the CPU's features and P from it (two
+                // panels only for AVX-512, whose output widths are multiples of 32); every
+                // `a` row holds `k` floats (a multiple of `block`, checked by `forward`),
+                // `panels` P·k·PANEL, `bias` P·PANEL, each `res` row `n` and `out_rows`
+                // tile·n, the extents the kernels read and write.
+                let at = At {
+                    col: p * PANEL,
+                    ldc: n,
+                    block,
+                };
                 unsafe {
-                    if tile == TILE {
-                        tile_avx2::<TILE>(&a, panel, bias, res.as_ref(), p * PANEL, out_rows, n);
-                    } else {
-                        tile_avx2::<1>(
-                            &[a[0]],
-                            panel,
-                            bias,
-                            res.as_ref().map(|r| [r[0]]).as_ref(),
-                            p * PANEL,
-                            out_rows,
-                            n,
-                        );
+                    match (self.isa, tile == T) {
+                        (Isa::Avx2, true) => tile_avx2::<T, 2>(&a, panels, bias, res.as_ref(), out_rows, at),
+                        (Isa::Avx2, false) => {
+                            tile_avx2::<1, 2>(&a1, panels, bias, res1.as_ref(), out_rows, at)
+                        }
+                        (Isa::Avx512, true) => {
+                            tile_avx512::<T, 2>(&a, panels, bias, res.as_ref(), out_rows, at)
+                        }
+                        (Isa::Avx512, false) => {
+                            tile_avx512::<1, 2>(&a1, panels, bias, res1.as_ref(), out_rows, at)
+                        }
                     }
                 }
             }
             r += tile;
         }
     }
+}
+
+/// Where a tile's sums go and how they are formed: from output column `col` of rows `ldc`
+/// floats apart, summed in blocks of `block` inputs.
+#[derive(Clone, Copy, Debug)]
+struct At {
+    col: usize,
+    ldc: usize,
+    block: usize,
 }
 
 /// One call's inputs, as flat slices.
@@ -234,102 +295,221 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-/// `R` output rows × one panel of `PANEL` columns (from column `col`): per block of
-/// [`BLOCK`] inputs, the products summed by fused multiply-adds in order from zero; the
-/// bias plus the first block's sums, plus each next block's in turn; plus the residual.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; every `a` row must hold the panel's input count
-/// (`panel.len() / PANEL`, a multiple of [`BLOCK`]), `bias` PANEL floats, each residual row
-/// at least `col + PANEL` and `out` `R · ldc` with `col + PANEL <= ldc`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize>(
-    a: &[&[f32]; R],
-    panel: &[f32],
-    bias: &[f32],
-    residual: Option<&[&[f32]; R]>,
-    col: usize,
-    out: &mut [f32],
-    ldc: usize,
-) {
-    let k = panel.len() / PANEL;
-    debug_assert!(k % BLOCK == 0 && bias.len() >= PANEL && out.len() >= (R - 1) * ldc + col + PANEL);
-    debug_assert!(a.iter().all(|row| row.len() >= k));
-    let a_ptr: [*const f32; R] = std::array::from_fn(|i| a[i].as_ptr());
-    let b = panel.as_ptr();
-    let mut total = [[_mm256_setzero_ps(); 2]; R];
-    let mut k0 = 0;
-    while k0 < k {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for kk in k0..k0 + BLOCK {
-            // SAFETY (whole block): kk < k, so the panel row and each `a` element are in
-            // bounds (the caller's contract).
-            let b0 = _mm256_loadu_ps(b.add(kk * PANEL));
-            let b1 = _mm256_loadu_ps(b.add(kk * PANEL + 8));
-            for (acc, &row) in acc.iter_mut().zip(&a_ptr) {
-                let x = _mm256_set1_ps(*row.add(kk));
-                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
-            }
-        }
-        if k0 == 0 {
-            let bias: [__m256; 2] = [
-                _mm256_loadu_ps(bias.as_ptr()),
-                _mm256_loadu_ps(bias.as_ptr().add(8)),
-            ];
-            for (t, acc) in total.iter_mut().zip(&acc) {
-                t[0] = _mm256_add_ps(bias[0], acc[0]);
-                t[1] = _mm256_add_ps(bias[1], acc[1]);
-            }
-        } else {
-            for (t, acc) in total.iter_mut().zip(&acc) {
-                t[0] = _mm256_add_ps(t[0], acc[0]);
-                t[1] = _mm256_add_ps(t[1], acc[1]);
-            }
-        }
-        k0 += BLOCK;
+/// Whether the CPU has AVX-512F (with [`has_avx2_fma`]: the AVX-512 tiles).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
     }
-    for (i, t) in total.iter().enumerate() {
-        let (mut lo, mut hi) = (t[0], t[1]);
-        if let Some(res) = residual {
-            let res = res[i].as_ptr().add(col);
-            lo = _mm256_add_ps(_mm256_loadu_ps(res), lo);
-            hi = _mm256_add_ps(_mm256_loadu_ps(res.add(8)), hi);
-        }
-        let dst = out.as_mut_ptr().add(i * ldc + col);
-        _mm256_storeu_ps(dst, lo);
-        _mm256_storeu_ps(dst.add(8), hi);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
-/// Never called: [`has_avx2_fma`] is false off x86-64, so no [`PackedLinear`] exists there.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile_avx2<const R: usize>(
-    _: &[&[f32]; R],
-    _: &[f32],
-    _: &[f32],
-    _: Option<&[&[f32]; R]>,
-    _: usize,
-    _: &mut [f32],
-    _: usize,
-) {
-    unreachable!("PackedLinear::new refuses CPUs without AVX2 and FMA")
+/// Defines `unsafe fn $name<const R: usize, const V: usize>(a, panels, bias, residual,
+/// out, at)`: `R` output rows × `V` registers of `$lanes` columns (`V · $lanes / PANEL`
+/// consecutive panels, from column `at.col`). Per block of `at.block` inputs, the products
+/// summed by fused multiply-adds in order from zero; the bias plus the first block's sums,
+/// plus each next block's in turn; plus the residual.
+///
+/// The generated function's safety contract: the CPU must have `$features`; with
+/// `width = V · $lanes` (a multiple of PANEL), `panels` must hold `width · k` floats (`k` a
+/// multiple of `at.block`), every `a` row `k` floats, `bias` `width`, each residual row at
+/// least `at.col + width` and `out` `R · at.ldc` with `at.col + width <= at.ldc`.
+macro_rules! tile_kernel {
+    ($name:ident, $features:literal, $vec:ty, $lanes:expr,
+     $zero:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const R: usize, const V: usize>(
+            a: &[&[f32]; R],
+            panels: &[f32],
+            bias: &[f32],
+            residual: Option<&[&[f32]; R]>,
+            out: &mut [f32],
+            at: At,
+        ) {
+            let At { col, ldc, block } = at;
+            let width = V * $lanes;
+            let k = panels.len() / width;
+            debug_assert!(width.is_multiple_of(PANEL) && bias.len() >= width);
+            debug_assert!(block > 0 && k.is_multiple_of(block));
+            debug_assert!(out.len() >= (R - 1) * ldc + col + width);
+            debug_assert!(a.iter().all(|row| row.len() >= k));
+            // Register `v` holds columns `v · $lanes ..` of the tile: in panel
+            // `v · $lanes / PANEL`, at `v · $lanes % PANEL` within each of its rows.
+            let b: [*const f32; V] = std::array::from_fn(|v| {
+                let (panel, within) = ((v * $lanes) / PANEL, (v * $lanes) % PANEL);
+                panels.as_ptr().add(panel * k * PANEL + within)
+            });
+            let a_ptr: [*const f32; R] = std::array::from_fn(|i| a[i].as_ptr());
+            let mut total: [[$vec; V]; R] = [[$zero(); V]; R];
+            let mut k0 = 0;
+            while k0 < k {
+                let mut acc: [[$vec; V]; R] = [[$zero(); V]; R];
+                for kk in k0..k0 + block {
+                    // SAFETY (whole block): kk < k, so the panels' rows and each `a` element
+                    // are in bounds (the caller's contract).
+                    let w: [$vec; V] = std::array::from_fn(|v| $load(b[v].add(kk * PANEL)));
+                    for (acc, &row) in acc.iter_mut().zip(&a_ptr) {
+                        let x = $set1(*row.add(kk));
+                        for (acc, &w) in acc.iter_mut().zip(&w) {
+                            *acc = $fmadd(x, w, *acc);
+                        }
+                    }
+                }
+                for (t, acc) in total.iter_mut().zip(&acc) {
+                    for (v, (t, &acc)) in t.iter_mut().zip(acc.iter()).enumerate() {
+                        *t = if k0 == 0 {
+                            $add($load(bias.as_ptr().add(v * $lanes)), acc)
+                        } else {
+                            $add(*t, acc)
+                        };
+                    }
+                }
+                k0 += block;
+            }
+            for (i, t) in total.iter().enumerate() {
+                for (v, &sum) in t.iter().enumerate() {
+                    let mut sum = sum;
+                    if let Some(res) = residual {
+                        sum = $add($load(res[i].as_ptr().add(col + v * $lanes)), sum);
+                    }
+                    $store(out.as_mut_ptr().add(i * ldc + col + v * $lanes), sum);
+                }
+            }
+        }
+
+        /// Never called: [`has_avx2_fma`] is false off x86-64, so no [`PackedLinear`]
+        /// exists there.
+        #[cfg(not(target_arch = "x86_64"))]
+        unsafe fn $name<const R: usize, const V: usize>(
+            _: &[&[f32]; R],
+            _: &[f32],
+            _: &[f32],
+            _: Option<&[&[f32]; R]>,
+            _: &mut [f32],
+            _: At,
+        ) {
+            unreachable!("PackedLinear::new refuses CPUs without AVX2 and FMA")
+        }
+    };
 }
+
+tile_kernel!(
+    tile_avx2,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+tile_kernel!(
+    tile_avx512,
+    "avx512f",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
 
 #[cfg(test)]
 mod tests {
     use tch::{Device, Kind, Tensor};
 
-    use super::PackedLinear;
+    use super::{has_avx512, Isa, PackedLinear, BLOCKS};
 
     fn random(shape: &[i64], scale: f64) -> Tensor {
         Tensor::randn(shape, (Kind::Float, Device::Cpu)) * scale
     }
 
-    /// Where the kernel applies, it gives LibTorch's linear bit for bit on the decoder's
-    /// shapes, with and without the fused additions (batch-shared or per batch), including
-    /// row counts that leave a tail after the tiles.
+    /// `packed` once per kernel this CPU can run: the AVX2 tiles always, and the AVX-512
+    /// ones where `new` chose them.
+    fn each_isa(packed: &PackedLinear) -> Vec<PackedLinear> {
+        let copy = |isa| PackedLinear {
+            panels: packed.panels.clone(),
+            bias: packed.bias.clone(),
+            isa,
+            ..*packed
+        };
+        if packed.isa == Isa::Avx512 {
+            assert!(has_avx512());
+            vec![copy(Isa::Avx2), copy(Isa::Avx512)]
+        } else {
+            vec![copy(Isa::Avx2)]
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("float32")
+    }
+
+    /// The order the module docs describe, one scalar at a time: per block of `block`
+    /// inputs a chain of fused multiply-adds from zero; the bias plus the first block's sum,
+    /// plus each next block's.
+    fn scalar_order(x: &[f32], w: &[f32], bias: &[f32], in_dim: usize, block: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        for row in x.chunks(in_dim) {
+            for (j, &b) in bias.iter().enumerate() {
+                let weights = &w[j * in_dim..][..in_dim];
+                let mut total = b;
+                for (xs, ws) in row.chunks(block).zip(weights.chunks(block)) {
+                    let sum = xs.iter().zip(ws).fold(0.0f32, |acc, (&x, &w)| x.mul_add(w, acc));
+                    total += sum;
+                }
+                out.push(total);
+            }
+        }
+        out
+    }
+
+    /// On any CPU with AVX2 and FMA the kernel computes exactly the documented order, for
+    /// every block, including row counts that leave a tail after the tiles; the two blocks
+    /// give different bits (so the block really is honoured).
+    #[test]
+    fn the_kernel_sums_in_the_documented_order() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(3);
+        let (in_dim, out_dim, rows) = (256usize, 32usize, 13i64);
+        let w = random(&[out_dim as i64, in_dim as i64], 0.06);
+        let bias = random(&[out_dim as i64], 0.1);
+        let Some(packed) = PackedLinear::new(&w, Some(&bias)) else {
+            assert!(
+                !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma")
+            );
+            return;
+        };
+        let x = random(&[1, rows, in_dim as i64], 1.0);
+        for packed in each_isa(&packed) {
+            let mut outputs = Vec::new();
+            for block in BLOCKS {
+                let got = values(
+                    &packed
+                        .forward(&x, None, None, block)
+                        .expect("a block dividing 256"),
+                );
+                let want = scalar_order(&values(&x), &values(&w), &values(&bias), in_dim, block);
+                assert_eq!(got, want, "{:?}, block {block}", packed.isa);
+                outputs.push(got);
+            }
+            assert_ne!(outputs[0], outputs[1], "blocks of 128 and 256 summed alike");
+        }
+    }
+
+    /// On the decoder's shapes, one of [`BLOCKS`] gives LibTorch's linear bit for bit on this
+    /// CPU, with and without the fused additions (batch-shared or per batch), including row
+    /// counts that leave a tail after the tiles. A CPU where MKL sums in yet another order
+    /// fails here, and its block belongs in [`BLOCKS`] (the decoder would run LibTorch's
+    /// linear layers there: the same values, slower).
     #[test]
     fn packed_layers_give_libtorchs_bits() {
         let _guard = tch::no_grad_guard();
@@ -338,7 +518,10 @@ mod tests {
             let w = random(&[out_dim, in_dim], 0.06);
             let bias = random(&[out_dim], 0.1);
             let Some(packed) = PackedLinear::new(&w, Some(&bias)) else {
-                assert!(!std::arch::is_x86_feature_detected!("avx2"));
+                assert!(
+                    !std::arch::is_x86_feature_detected!("avx2")
+                        || !std::arch::is_x86_feature_detected!("fma")
+                );
                 return;
             };
             for (b, m) in [(4, 4096), (5, 4096), (2, 100)] {
@@ -356,12 +539,19 @@ mod tests {
                         &shared_res + (&x + &pe).linear(&w, Some(&bias)),
                     ),
                 ];
-                for (i, (add, residual, want)) in cases.iter().enumerate() {
-                    let got = packed
-                        .forward(&x, *add, *residual)
-                        .expect("contiguous float32 inputs");
-                    let differ = got.ne_tensor(want).sum(Kind::Int64).int64_value(&[]);
-                    assert_eq!(differ, 0, "({in_dim}->{out_dim}) batch {b}x{m}, case {i}");
+                for packed in each_isa(&packed) {
+                    let exact = |block: usize| {
+                        cases.iter().all(|(add, residual, want)| {
+                            packed
+                                .forward(&x, *add, *residual, block)
+                                .is_some_and(|got| got.equal(want))
+                        })
+                    };
+                    assert!(
+                        BLOCKS.into_iter().any(exact),
+                        "({in_dim}->{out_dim}) batch {b}x{m}, {:?}: no block of {BLOCKS:?} gives LibTorch's bits on this CPU",
+                        packed.isa
+                    );
                 }
             }
         }
@@ -380,21 +570,39 @@ mod tests {
             return;
         };
         let x = random(&[2, 10, 256], 1.0);
-        assert!(packed.forward(&x.to_kind(Kind::Double), None, None).is_none());
+        assert!(packed
+            .forward(&x.to_kind(Kind::Double), None, None, 128)
+            .is_none());
         assert!(
-            packed.forward(&x.transpose(0, 1), None, None).is_none(),
+            packed.forward(&x.transpose(0, 1), None, None, 128).is_none(),
             "not contiguous"
         );
-        assert!(packed.forward(&random(&[2, 10, 128], 1.0), None, None).is_none());
         assert!(packed
-            .forward(&x, Some(&random(&[3, 10, 256], 1.0)), None)
+            .forward(&random(&[2, 10, 128], 1.0), None, None, 128)
             .is_none());
         assert!(packed
-            .forward(&x, None, Some(&random(&[2, 10, 256], 1.0)))
+            .forward(&x, Some(&random(&[3, 10, 256], 1.0)), None, 128)
             .is_none());
-        assert_eq!(
-            packed.forward(&x, None, None).map(|y| y.size()),
-            Some(vec![2, 10, 128])
+        assert!(packed
+            .forward(&x, None, Some(&random(&[2, 10, 256], 1.0)), 128)
+            .is_none());
+        for block in [0, 64, 512] {
+            assert!(packed.forward(&x, None, None, block).is_none(), "block {block}");
+        }
+        let narrow = PackedLinear::new(&random(&[256, 128], 0.06), Some(&random(&[256], 0.1)))
+            .expect("128 inputs take blocks of 128");
+        let x = random(&[2, 10, 128], 1.0);
+        assert!(
+            narrow.forward(&x, None, None, 256).is_none(),
+            "256 does not divide 128"
         );
+        for block in BLOCKS {
+            assert_eq!(
+                packed
+                    .forward(&random(&[2, 10, 256], 1.0), None, None, block)
+                    .map(|y| y.size()),
+                Some(vec![2, 10, 128])
+            );
+        }
     }
 }
