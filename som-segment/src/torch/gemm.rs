@@ -9,7 +9,8 @@
 //! Intel Xeons with AVX-512 (so a 256-input layer is one sequential sum there), found by
 //! comparing with LibTorch on (16384, 256) × (256, 128), (256, 256) and (128, 256), where
 //! every one of millions of outputs agreed with one of them (the reference venv's
-//! `torch.nn.functional.linear` against an emulation of each order). [`BLOCKS`] lists
+//! `torch.nn.functional.linear` against an emulation of each order:
+//! `tools/bench/mkl_order.py`, which names the block on a new CPU). [`BLOCKS`] lists
 //! those orders. MKL is free to change its order with the shape, the thread count, the
 //! CPU or its version, so the callers use [`PackedLinear`] only with a block that a
 //! once-per-process probe finds identical to LibTorch's for the shape
@@ -553,7 +554,7 @@ mod tests {
                     };
                     assert!(
                         BLOCKS.into_iter().any(exact),
-                        "({in_dim}->{out_dim}) batch {b}x{m}, {:?}: no block of {BLOCKS:?} gives LibTorch's bits on this CPU",
+                        "({in_dim}->{out_dim}) batch {b}x{m}, {:?}: no block of {BLOCKS:?} gives LibTorch's bits on this CPU (tools/bench/mkl_order.py finds MKL's)",
                         packed.isa
                     );
                 }
