@@ -223,16 +223,16 @@ impl PackedLinear {
                 let panels = &self.panels[p * k * PANEL..(p + P) * k * PANEL];
                 let bias = &self.bias[p * PANEL..(p + P) * PANEL];
                 let (a1, res1) = ([a[0]], res.as_ref().map(|r| [r[0]]));
-                // SAFETY: `new` chose the ISA from the CPU's features and P from it (two
-                // panels only for AVX-512, whose output widths are multiples of 32); every
-                // `a` row holds `k` floats (a multiple of `block`, checked by `forward`),
-                // `panels` P·k·PANEL, `bias` P·PANEL, each `res` row `n` and `out_rows`
-                // tile·n, the extents the kernels read and write.
                 let at = At {
                     col: p * PANEL,
                     ldc: n,
                     block,
                 };
+                // SAFETY: `new` chose the ISA from the CPU's features and P from it (two
+                // panels only for AVX-512, whose output widths are multiples of 32); every
+                // `a` row holds `k` floats (a multiple of `block`, checked by `forward`),
+                // `panels` P·k·PANEL, `bias` P·PANEL, each `res` row `n` and `out_rows`
+                // tile·n, the extents the kernels read and write.
                 unsafe {
                     match (self.isa, tile == T) {
                         (Isa::Avx2, true) => tile_avx2::<T, 2>(&a, panels, bias, res.as_ref(), out_rows, at),
