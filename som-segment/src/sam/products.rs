@@ -11,13 +11,18 @@
 //!   its 5–7 scores, per head; the reference runs the softmax, one small product per head
 //!   and a copy that puts the heads back side by side. [`image_token_mix`] does the three
 //!   in one pass (the softmax by [`super::softmax`]'s kernel), writing each mix where the
-//!   copy would put it.
+//!   copy would put it. [`image_token_attention`] also computes those scores (16-term dot
+//!   products of the image queries with the token keys), per block of image rows, where
+//!   they are used: LibTorch copies the image queries into a per-head batch, writes the
+//!   scores out and reads them back. In the generator on two Intel Xeon cores, alternating
+//!   whole runs of MobileSAM (default thresholds, records identical): 16.1 / 16.5 s
+//!   against 17.1 / 16.7 s.
 //!
-//! Both compute each sum as LibTorch's product does on those shapes: one fused
+//! All compute each sum as LibTorch's product does on those shapes: one fused
 //! multiply-add per term, in order, from zero ([`weighted_sums`]). Whether that is
 //! LibTorch's arithmetic on this machine (its matrix products come from MKL, whose kernels
-//! may change with the shape, the thread count and the CPU; a product of the same sizes
-//! with the operands the other way round sums in another order) is checked once per
+//! may change with the shape, the thread count and the CPU: on an AMD Zen 4 the image →
+//! token scores sum in another order, on an Intel Xeon with AVX-512 in this one) is checked once per
 //! process for each shape against LibTorch's own operations ([`probed`]); shapes that
 //! differ go through LibTorch. The generator also checks its whole decoder against the
 //! reference path on every crop.
@@ -37,6 +42,8 @@ pub(crate) enum Probe {
     TokenImageScores([i64; 5]),
     /// [`image_token_mix`] for `(batch, image tokens, tokens, heads, head width)`.
     ImageTokenMix([i64; 5]),
+    /// [`image_token_attention`] for `(batch, image tokens, tokens, heads, head width)`.
+    ImageTokenAttention([i64; 5]),
     /// Two linear layers of `(out, in)` weights on the same `(batch, rows, in)` input
     /// computed as one, stacked ([`crate::torch::nn::StackedLinear`]): `(batch, rows, in,
     /// out)`.
@@ -155,6 +162,91 @@ pub(crate) fn libtorch_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: i64
     recombine_heads(&libtorch_scaled_softmax(scores, divisor).matmul(&separate_heads(v, heads)))
 }
 
+/// The image → token attention before its out-projection, `(B, HW, H·c)`, of `(B, H, HW, c)`
+/// image queries `q` on `(B, N, H·c)` token keys `k` and values `v`: what
+/// [`image_token_mix`] gives for the scores [`libtorch_token_image_scores`] gives (the
+/// reference's `q @ k.permute(0, 1, 3, 2)` on the heads' views), each image row's scores
+/// computed where they are used instead of stored and read back. `q` may have any strides
+/// with the last one 1 (a head view of a stacked projection's half, one image's queries
+/// expanded over the batch), so no head is copied out.
+///
+/// `None` where the kernel does not apply (more than 8 tokens, heads wider than 16, a
+/// divisor the softmax kernel does not take, not float32 on the CPU) or [`probed`] found
+/// that it does not give LibTorch's bits for these shapes (the scores then sum in another
+/// order than one fused multiply-add per term from zero, as on some CPUs): the caller then
+/// computes the scores and the mix apart.
+pub(crate) fn image_token_attention(q: &Tensor, k: &Tensor, v: &Tensor, divisor: f64) -> Option<Tensor> {
+    let ((b, heads, hw, c), (kb, n, width)) = (q.size4().ok()?, k.size3().ok()?);
+    let strides = q.stride();
+    let fits = v.size() == k.size()
+        && kb == b
+        && width == heads * c
+        && (1..=LANES as i64).contains(&n)
+        && (1..=MAX_HEAD_WIDTH as i64).contains(&c)
+        && strides.last() == Some(&1)
+        && strides.iter().all(|&s| s >= 0)
+        && [q, k, v].into_iter().all(cpu_f32);
+    if !fits {
+        return None;
+    }
+    let scale = kernel_scale(n as usize, divisor)?;
+    let exact = probed(Probe::ImageTokenAttention([b, hw, n, heads, c]), || {
+        let q = probe_tensor(&[b, hw, width], 15);
+        let k = probe_tensor(&[b, n, width], 16);
+        let v = probe_tensor(&[b, n, width], 17);
+        let want = libtorch_mix(&libtorch_token_image_scores(&q, &k, heads), divisor, &v, heads);
+        attention_kernel(&separate_heads(&q, heads), &k, &v, scale).equal(&want)
+    });
+    exact.then(|| attention_kernel(q, k, v, scale))
+}
+
+/// The kernel of [`image_token_attention`] (shapes and strides already checked).
+fn attention_kernel(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Tensor {
+    let (k, v) = (k.contiguous(), v.contiguous());
+    let (b, heads, hw, c) = q.size4().expect("checked by the caller");
+    let [sb, sh, sr, _] = q.stride()[..] else {
+        unreachable!("a 4-d tensor has four strides")
+    };
+    let n = k.size()[1];
+    let out = Tensor::empty([b, hw, heads * c], (Kind::Float, Device::Cpu));
+    let dims = MixDims {
+        image: hw as usize,
+        tokens: n as usize,
+        heads: heads as usize,
+        c: c as usize,
+    };
+    // The queries' extent: their last element.
+    let q_len = if [b, heads, hw, c].contains(&0) {
+        0
+    } else {
+        (sb * (b - 1) + sh * (heads - 1) + sr * (hw - 1) + c) as usize
+    };
+    // SAFETY: every element of `q` lies within `q_len` of its data pointer (its strides are
+    // non-negative, checked by the caller), `k` and `v` are contiguous, all float32 CPU
+    // tensors that outlive the slices, which are only read; `out` was just allocated here,
+    // contiguous, and nothing else refers to its memory while the slice lives.
+    let (q_data, k_data, v_data, out_data) = unsafe {
+        (
+            std::slice::from_raw_parts(q.data_ptr() as *const f32, q_len),
+            std::slice::from_raw_parts(k.data_ptr() as *const f32, k.numel()),
+            std::slice::from_raw_parts(v.data_ptr() as *const f32, v.numel()),
+            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
+        )
+    };
+    let per_k = dims.tokens * dims.heads * dims.c;
+    let (sb, sh, sr) = (sb as usize, sh as usize, sr as usize);
+    for_each_chunk_mut(out_data, dims.image * dims.heads * dims.c, |j, out| {
+        let source = Scores::Queries {
+            q: &q_data[j * sb..],
+            head_stride: sh,
+            row_stride: sr,
+            keys: &k_data[j * per_k..][..per_k],
+        };
+        mix_one(&source, &v_data[j * per_k..][..per_k], out, &dims, scale);
+    });
+    out
+}
+
 /// Image rows whose softmax the mix kernel computes at once (kept in the cache).
 const MIX_ROWS: usize = 256;
 
@@ -186,7 +278,14 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
             std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
         )
     };
-    mix(s_data, v_data, out_data, &dims, scale);
+    let (per_scores, per_v) = (
+        dims.heads * dims.image * dims.tokens,
+        dims.tokens * dims.heads * dims.c,
+    );
+    for_each_chunk_mut(out_data, dims.image * dims.heads * dims.c, |j, out| {
+        let source = Scores::Plane(&s_data[j * per_scores..][..per_scores]);
+        mix_one(&source, &v_data[j * per_v..][..per_v], out, &dims, scale);
+    });
     out
 }
 
@@ -198,17 +297,52 @@ struct MixDims {
     c: usize,
 }
 
-/// One prompt's mix (its `(H, HW, N)` scores and `(N, H·c)` token values into its
+/// Where one prompt's image → token scores come from.
+enum Scores<'a> {
+    /// Its `(H, HW, N)` scores, computed before.
+    Plane(&'a [f32]),
+    /// Computed here from its image queries (element `(h, r, i)` at `h · head_stride +
+    /// r · row_stride + i`) and its `(N, H·c)` token keys: for each head, image row and
+    /// token, one fused multiply-add per term in order from zero (LibTorch's product on the
+    /// shapes its probe accepted).
+    Queries {
+        q: &'a [f32],
+        head_stride: usize,
+        row_stride: usize,
+        keys: &'a [f32],
+    },
+}
+
+/// One prompt's mix (its scores from `source` and its `(N, H·c)` token values into its
 /// `(HW, H·c)` output), per head and block of image rows: the softmax kernel's
 /// probabilities, then each row's mix of the head's token values, one fused multiply-add
 /// per token in order from zero (LibTorch's product on these shapes), written into the
-/// row's head columns.
+/// row's head columns. [`Scores::Queries`] requires at most [`LANES`] tokens and heads at
+/// most [`MAX_HEAD_WIDTH`] wide.
 #[inline(always)]
-fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+fn mix_any(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     let width = d.heads * d.c;
     let mut p = vec![0.0f32; MIX_ROWS * d.tokens];
+    let mut computed = match source {
+        Scores::Plane(_) => Vec::new(),
+        Scores::Queries { .. } => vec![0.0f32; MIX_ROWS * d.tokens],
+    };
     for h in 0..d.heads {
-        let plane = &scores[h * d.image * d.tokens..][..d.image * d.tokens];
+        // The head's token keys, transposed (kt[i][token]), for computed scores.
+        let kt: Vec<[f32; LANES]> = match source {
+            Scores::Plane(_) => Vec::new(),
+            Scores::Queries { keys, .. } => (0..d.c)
+                .map(|i| {
+                    std::array::from_fn(|t| {
+                        if t < d.tokens {
+                            keys[t * width + h * d.c + i]
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect(),
+        };
         for c0 in (0..d.c).step_by(MAX_HEAD_WIDTH) {
             let cw = MAX_HEAD_WIDTH.min(d.c - c0);
             // The head's values for these columns: vh[token][column].
@@ -222,8 +356,31 @@ fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) 
                 .collect();
             for r0 in (0..d.image).step_by(MIX_ROWS) {
                 let rows = MIX_ROWS.min(d.image - r0);
+                let scores: &[f32] = match source {
+                    Scores::Plane(plane) => &plane[(h * d.image + r0) * d.tokens..][..rows * d.tokens],
+                    Scores::Queries {
+                        q,
+                        head_stride,
+                        row_stride,
+                        ..
+                    } => {
+                        let q = &q[h * head_stride..];
+                        let mut i = 0;
+                        while i < rows {
+                            let n = if i + ROWS <= rows { ROWS } else { 1 };
+                            let block = weighted_block::<ROWS, LANES>(&kt, n, |j| {
+                                &q[(r0 + i + j) * row_stride..][..d.c]
+                            });
+                            for (j, s) in block.iter().enumerate().take(n) {
+                                computed[(i + j) * d.tokens..][..d.tokens].copy_from_slice(&s[..d.tokens]);
+                            }
+                            i += n;
+                        }
+                        &computed[..rows * d.tokens]
+                    }
+                };
                 let p = &mut p[..rows * d.tokens];
-                softmax_rows(&plane[r0 * d.tokens..(r0 + rows) * d.tokens], p, d.tokens, scale);
+                softmax_rows(scores, p, d.tokens, scale);
                 // MIX_BLOCK rows at a time: independent chains of multiply-adds.
                 let mut i = 0;
                 while i < rows {
@@ -244,37 +401,22 @@ fn mix_any(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn mix_avx2(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
-    mix_any(scores, v, out, d, scale);
-}
-
-/// [`mix_one`] for every prompt of the batch, spread over LibTorch's threads.
-fn mix(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
-    let width = d.heads * d.c;
-    let (per_scores, per_v) = (d.heads * d.image * d.tokens, d.tokens * width);
-    for_each_chunk_mut(out, d.image * width, |b, out| {
-        mix_one(
-            &scores[b * per_scores..][..per_scores],
-            &v[b * per_v..][..per_v],
-            out,
-            d,
-            scale,
-        );
-    });
+unsafe fn mix_avx2(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+    mix_any(source, v, out, d, scale);
 }
 
 /// [`mix_any`] on the best instructions the CPU has (the same values on any).
-fn mix_one(scores: &[f32], v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
+fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
-            unsafe { mix_avx2(scores, v, out, d, scale) };
+            unsafe { mix_avx2(source, v, out, d, scale) };
             return;
         }
     }
-    mix_any(scores, v, out, d, scale);
+    mix_any(source, v, out, d, scale);
 }
 
 /// Tokens processed together: the lanes of the kernel's vectors.
@@ -479,10 +621,110 @@ pub(crate) fn probe_tensor(shape: &[i64], seed: u64) -> Tensor {
 mod tests {
     use tch::Kind;
 
+    use tch::Tensor;
+
     use super::{
-        image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, token_image_scores,
-        Probe,
+        attention_kernel, image_token_attention, image_token_mix, libtorch_mix, libtorch_token_image_scores,
+        probe_tensor, probed, separate_heads, token_image_scores, Probe,
     };
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("float32")
+    }
+
+    /// `(B, H, HW, N)` scores of `(B, HW, H·c)` image queries on `(B, N, H·c)` token keys,
+    /// each a scalar chain of fused multiply-adds in order from zero (the fused kernel's
+    /// documented order).
+    fn scalar_scores(q: &Tensor, k: &Tensor, heads: usize) -> Tensor {
+        let ((b, hw, width), (_, n, _)) = (q.size3().unwrap(), k.size3().unwrap());
+        let (b, hw, width, n) = (b as usize, hw as usize, width as usize, n as usize);
+        let c = width / heads;
+        let (qv, kv) = (values(q), values(k));
+        let mut out = vec![0.0f32; b * heads * hw * n];
+        for bi in 0..b {
+            for h in 0..heads {
+                for r in 0..hw {
+                    for t in 0..n {
+                        let qr = &qv[(bi * hw + r) * width + h * c..][..c];
+                        let kt = &kv[(bi * n + t) * width + h * c..][..c];
+                        let s = qr.iter().zip(kt).fold(0.0f32, |acc, (&x, &y)| x.mul_add(y, acc));
+                        out[((bi * heads + h) * hw + r) * n + t] = s;
+                    }
+                }
+            }
+        }
+        Tensor::from_slice(&out).view([b as i64, heads as i64, hw as i64, n as i64])
+    }
+
+    /// The fused image → token attention computes each score as documented, on any CPU:
+    /// its values are the mix of scalar-chained scores (by [`image_token_mix`], LibTorch's
+    /// values for given scores), with tails after the row blocks, 5 to 8 tokens, and
+    /// queries shared by the batch (stride 0, as the generator's first block reads them).
+    #[test]
+    fn attention_sums_each_score_in_the_documented_order() {
+        let _guard = tch::no_grad_guard();
+        for (b, hw, n) in [(2, 4099, 7), (1, 300, 5), (3, 64, 8), (2, 9, 6)] {
+            let q = probe_tensor(&[b, hw, 128], 21) * 4.0;
+            let k = probe_tensor(&[b, n, 128], 22) * 4.0;
+            let v = probe_tensor(&[b, n, 128], 23);
+            let want = image_token_mix(&scalar_scores(&q, &k, 8), 4.0, &v, 8);
+            let got = attention_kernel(&separate_heads(&q, 8), &k, &v, 0.25);
+            let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(
+                differ, 0,
+                "batch {b}, {hw} rows, {n} tokens: {differ} values differ"
+            );
+        }
+        let one = probe_tensor(&[1, 100, 128], 24) * 4.0;
+        let k = probe_tensor(&[3, 7, 128], 25) * 4.0;
+        let v = probe_tensor(&[3, 7, 128], 26);
+        let shared = separate_heads(&one, 8).expand([3, -1, -1, -1], false);
+        let want = image_token_mix(&scalar_scores(&one.expand([3, -1, -1], false), &k, 8), 4.0, &v, 8);
+        assert!(
+            attention_kernel(&shared, &k, &v, 0.25).equal(&want),
+            "shared queries"
+        );
+    }
+
+    /// On the decoder's shapes the fused attention gives LibTorch's bits wherever its probe
+    /// takes it (CPUs whose MKL sums these scores in another order are refused), and it
+    /// declines what it does not handle.
+    #[test]
+    fn attention_is_libtorchs_where_probed_and_declines_the_rest() {
+        let _guard = tch::no_grad_guard();
+        for (b, n) in [(4, 7), (5, 7), (4, 5)] {
+            let q = probe_tensor(&[b, 4096, 256], 27).narrow(2, 128, 128) * 4.0;
+            let k = probe_tensor(&[b, n, 128], 28) * 4.0;
+            let v = probe_tensor(&[b, n, 128], 29);
+            let want = libtorch_mix(&libtorch_token_image_scores(&q, &k, 8), 4.0, &v, 8);
+            let got = image_token_attention(&separate_heads(&q, 8), &k, &v, 4.0);
+            let accepted = probed(Probe::ImageTokenAttention([b, 4096, n, 8, 16]), || false);
+            assert_eq!(got.is_some(), accepted, "batch {b}, {n} tokens");
+            if let Some(got) = got {
+                let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
+                assert_eq!(differ, 0, "batch {b}, {n} tokens: {differ} values differ");
+            }
+        }
+        let q = separate_heads(&probe_tensor(&[2, 40, 128], 30), 8);
+        let k = probe_tensor(&[2, 7, 128], 31);
+        let nine = probe_tensor(&[2, 9, 128], 32);
+        assert!(
+            image_token_attention(&q, &nine, &nine, 4.0).is_none(),
+            "nine tokens"
+        );
+        let wide = separate_heads(&probe_tensor(&[2, 40, 160], 33), 8);
+        let k20 = probe_tensor(&[2, 7, 160], 34);
+        assert!(
+            image_token_attention(&wide, &k20, &k20, 20f64.sqrt()).is_none(),
+            "heads of 20"
+        );
+        let (qd, kd) = (q.to_kind(Kind::Double), k.to_kind(Kind::Double));
+        assert!(image_token_attention(&qd, &kd, &kd, 4.0).is_none(), "float64");
+        assert!(
+            image_token_attention(&q, &k, &k, 3.0).is_none(),
+            "a divisor not a power of two"
+        );
+    }
 
     /// The decoder's shapes (groups of 4 to 7 prompts, 7 tokens, 64×64 image tokens, 8 heads
     /// of 16) must take the kernel on the machines we build on, and give LibTorch's bits.

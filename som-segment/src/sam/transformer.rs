@@ -6,8 +6,8 @@ use tch::Tensor;
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
 use super::products::{
-    image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed, recombine_heads,
-    separate_heads, token_image_scores, Probe,
+    image_token_attention, image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed,
+    recombine_heads, separate_heads, token_image_scores, Probe,
 };
 use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
@@ -64,11 +64,16 @@ impl Attention {
     /// recombined, `(B, N, C_int)`.
     fn mix(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
         let heads = self.num_heads;
+        let divisor = ((q.size()[2] / heads) as f64).sqrt();
+        if kernels == Kernels::ImageToToken {
+            if let Some(mixed) = image_token_attention(&self.separate_heads(q), k, v, divisor) {
+                return mixed;
+            }
+        }
         let scores = match kernels {
             Kernels::TokenToImage => token_image_scores(q, k, heads),
             Kernels::LibTorch | Kernels::ImageToToken => libtorch_token_image_scores(q, k, heads),
         };
-        let divisor = ((q.size()[2] / heads) as f64).sqrt();
         match kernels {
             Kernels::ImageToToken => image_token_mix(&scores, divisor, v, heads),
             Kernels::LibTorch | Kernels::TokenToImage => libtorch_mix(&scores, divisor, v, heads),
@@ -86,8 +91,9 @@ enum Kernels {
     /// Prompt tokens attending to the image: scores by [`token_image_scores`], without
     /// copying the image keys per head.
     TokenToImage,
-    /// The image attending to prompt tokens: the softmax over their few scores and the mix
-    /// of their values by [`image_token_mix`].
+    /// The image attending to prompt tokens: scores, softmax and mix in one pass by
+    /// [`image_token_attention`] where it applies, else the softmax over the few scores and
+    /// the mix of the token values by [`image_token_mix`].
     ImageToToken,
 }
 
@@ -424,12 +430,17 @@ impl TwoWayTransformer {
         let queries = first.norm3.forward(&queries);
         // Image -> token: the shared image queries against each prompt's tokens.
         let i = &first.cross_attn_image_to_token;
-        let k = i.separate_heads(&i.k_proj.forward(&(&queries + pe)));
+        let k = i.k_proj.forward(&(&queries + pe));
         let v = i.v_proj.forward(&queries);
-        let scores: Vec<Tensor> = (0..b)
-            .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
-            .collect();
-        let mixed = image_token_mix(&Tensor::stack(&scores, 0), (c as f64).sqrt(), &v, i.num_heads);
+        let divisor = (c as f64).sqrt();
+        let image_queries = shared.i2t_q.unsqueeze(0).expand([b, -1, -1, -1], false);
+        let mixed = image_token_attention(&image_queries, &k, &v, divisor).unwrap_or_else(|| {
+            let k = i.separate_heads(&k);
+            let scores: Vec<Tensor> = (0..b)
+                .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
+                .collect();
+            image_token_mix(&Tensor::stack(&scores, 0), divisor, &v, i.num_heads)
+        });
         let keys = packed_forward(first.packed.i2t_out.as_ref(), &mixed, None, Some(&shared.keys))
             .unwrap_or_else(|| &shared.keys + i.out_proj.forward(&mixed));
         let keys = first.norm4.forward(&keys);
