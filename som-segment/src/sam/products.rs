@@ -95,30 +95,34 @@ fn cpu_f32(t: &Tensor) -> bool {
     t.kind() == Kind::Float && t.device() == Device::Cpu
 }
 
-/// `(B, H, N, HW)` attention scores `q_h · k_hᵀ` of `(B, N, H·c)` token queries `q` on
-/// `(B, HW, H·c)` image keys `k` (each row contiguous, rows at any stride, e.g. a narrowed
-/// stacked projection), as the reference's `q.matmul(k.permute(0, 1, 3, 2))` on their
-/// per-head views gives them: by the kernel where [`probed`] found it gives LibTorch's
-/// bits for these shapes, by that expression otherwise.
-pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
+/// `(B, H, N, HW)` attention scores `q_h · k_hᵀ / divisor` of `(B, N, H·c)` token queries
+/// `q` on `(B, HW, H·c)` image keys `k` (each row contiguous, rows at any stride, e.g. a
+/// narrowed stacked projection), as the reference's `q.matmul(k.permute(0, 1, 3, 2))` on
+/// their per-head views and its division before the softmax give them: by the kernel where
+/// [`probed`] found it gives LibTorch's bits for these shapes, by those expressions
+/// otherwise. With `divisor` a power of two the kernel multiplies each sum by its inverse
+/// as it writes it, which is the division's result exactly (the same real number, rounded
+/// once), instead of a pass of its own.
+pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64, divisor: f64) -> Tensor {
+    let libtorch = || libtorch_token_image_scores(q, k, heads) / divisor;
     let (Ok((b, n, width)), Ok((kb, hw, kwidth))) = (q.size3(), k.size3()) else {
-        return libtorch_token_image_scores(q, k, heads);
+        return libtorch();
     };
     if !(cpu_f32(q) && cpu_f32(k) && kb == b && kwidth == width && heads > 0 && width % heads == 0)
         || k.stride().last() != Some(&1)
     {
-        return libtorch_token_image_scores(q, k, heads);
+        return libtorch();
     }
     let c = width / heads;
     let exact = probed(Probe::TokenImageScores([b, n, hw, heads, c]), || {
         let q = probe_tensor(&[b, n, width], 11);
         let k = probe_tensor(&[b, hw, width], 12);
-        scores_kernel(&q, &k, heads).equal(&libtorch_token_image_scores(&q, &k, heads))
+        scores_kernel(&q, &k, heads, 1.0).equal(&libtorch_token_image_scores(&q, &k, heads))
     });
-    if exact {
-        scores_kernel(q, k, heads)
-    } else {
-        libtorch_token_image_scores(q, k, heads)
+    match (exact, divisor > 0.0 && divisor.log2().fract() == 0.0) {
+        (true, true) => scores_kernel(q, k, heads, (1.0 / divisor) as f32),
+        (true, false) => scores_kernel(q, k, heads, 1.0) / divisor,
+        (false, _) => libtorch(),
     }
 }
 
@@ -429,8 +433,9 @@ const ROWS: usize = 8;
 /// memory: the projection that wrote them covered megabytes since).
 const PREFETCH_ROWS: usize = 32;
 
-/// The kernel of [`token_image_scores`] (shapes already checked).
-fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
+/// The kernel of [`token_image_scores`] (shapes already checked), each sum multiplied by
+/// `scale` (a power of two).
+fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64, scale: f32) -> Tensor {
     let q = q.contiguous();
     let (b, n, width) = q.size3().expect("checked by the caller");
     let (_, hw, _) = k.size3().expect("checked by the caller");
@@ -446,6 +451,7 @@ fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64) -> Tensor {
         c: (width / heads) as usize,
         key_batch_stride: sb as usize,
         key_row_stride: sr as usize,
+        scale,
     };
     // The keys' extent: the last element of the last row of the last batch.
     let k_len = if b == 0 || hw == 0 {
@@ -478,6 +484,8 @@ struct ScoreDims {
     c: usize,
     key_batch_stride: usize,
     key_row_stride: usize,
+    /// What each sum is multiplied by (a power of two: exact).
+    scale: f32,
 }
 
 /// One prompt's scores: its `(N, H·c)` queries against its image keys (rows
@@ -513,7 +521,7 @@ fn scores_any(q: &[f32], keys: &[f32], out: &mut [f32], d: &ScoreDims) {
                 let plane = (h * d.tokens + t0) * d.image;
                 for (i, a) in block.iter().enumerate().take(n) {
                     for (l, &v) in a.iter().enumerate().take(lanes) {
-                        out[plane + l * d.image + r + i] = v;
+                        out[plane + l * d.image + r + i] = v * d.scale;
                     }
                 }
             }
@@ -736,8 +744,8 @@ mod tests {
             // Keys as a narrowed stacked projection: rows 256 floats apart.
             let stacked = probe_tensor(&[b, 4096, 256], 2);
             let k = stacked.narrow(2, 0, 128);
-            let want = libtorch_token_image_scores(&q, &k, 8);
-            let got = token_image_scores(&q, &k, 8);
+            let want = libtorch_token_image_scores(&q, &k, 8) / 4.0;
+            let got = token_image_scores(&q, &k, 8, 4.0);
             let differ = want.ne_tensor(&got).sum(Kind::Int64).int64_value(&[]);
             assert_eq!(differ, 0, "batch {b}: {differ} scores differ");
             assert!(
@@ -748,7 +756,13 @@ mod tests {
         // Image rows that leave a tail after the blocks of eight.
         let q = probe_tensor(&[4, 7, 128], 1);
         let k = probe_tensor(&[4, 4099, 128], 2);
-        assert!(token_image_scores(&q, &k, 8).equal(&libtorch_token_image_scores(&q, &k, 8)));
+        for divisor in [4.0, 3.0] {
+            let want = libtorch_token_image_scores(&q, &k, 8) / divisor;
+            assert!(
+                token_image_scores(&q, &k, 8, divisor).equal(&want),
+                "divisor {divisor}"
+            );
+        }
         assert!(
             probed(Probe::TokenImageScores([4, 7, 4099, 8, 16]), || false),
             "4099 image rows went through LibTorch"
@@ -799,12 +813,14 @@ mod tests {
         let k = probe_tensor(&[2, 9, 12], 4);
         // A small shape (kernel or LibTorch, as its probe finds), float64, keys with strided
         // columns: always LibTorch's values.
-        let want = libtorch_token_image_scores(&q, &k, 4);
-        assert!(token_image_scores(&q, &k, 4).equal(&want));
+        let want = libtorch_token_image_scores(&q, &k, 4) / 2.0;
+        assert!(token_image_scores(&q, &k, 4, 2.0).equal(&want));
         let (qd, kd) = (q.to_kind(Kind::Double), k.to_kind(Kind::Double));
-        assert!(token_image_scores(&qd, &kd, 4).equal(&libtorch_token_image_scores(&qd, &kd, 4)));
+        let want = libtorch_token_image_scores(&qd, &kd, 4) / 2.0;
+        assert!(token_image_scores(&qd, &kd, 4, 2.0).equal(&want));
         let kt = probe_tensor(&[2, 12, 9], 5).transpose(1, 2);
-        assert!(token_image_scores(&q, &kt, 3).equal(&libtorch_token_image_scores(&q, &kt, 3)));
+        let want = libtorch_token_image_scores(&q, &kt, 3) / 2.0;
+        assert!(token_image_scores(&q, &kt, 3, 2.0).equal(&want));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The two-way transformer of the mask decoder (`segment_anything/modeling/transformer.py`):
 //! prompt tokens attend to the image and the image attends back to the tokens.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
@@ -65,18 +65,16 @@ impl Attention {
     fn mix(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
         let heads = self.num_heads;
         let divisor = ((q.size()[2] / heads) as f64).sqrt();
-        if kernels == Kernels::ImageToToken {
-            if let Some(mixed) = image_token_attention(&self.separate_heads(q), k, v, divisor) {
-                return mixed;
-            }
-        }
-        let scores = match kernels {
-            Kernels::TokenToImage => token_image_scores(q, k, heads),
-            Kernels::LibTorch | Kernels::ImageToToken => libtorch_token_image_scores(q, k, heads),
-        };
         match kernels {
-            Kernels::ImageToToken => image_token_mix(&scores, divisor, v, heads),
-            Kernels::LibTorch | Kernels::TokenToImage => libtorch_mix(&scores, divisor, v, heads),
+            Kernels::LibTorch => libtorch_mix(&libtorch_token_image_scores(q, k, heads), divisor, v, heads),
+            Kernels::TokenToImage => {
+                let probabilities = token_image_scores(q, k, heads, divisor).softmax(-1, None::<Kind>);
+                recombine_heads(&probabilities.matmul(&separate_heads(v, heads)))
+            }
+            Kernels::ImageToToken => image_token_attention(&self.separate_heads(q), k, v, divisor)
+                .unwrap_or_else(|| {
+                    image_token_mix(&libtorch_token_image_scores(q, k, heads), divisor, v, heads)
+                }),
         }
     }
 }
@@ -89,7 +87,7 @@ enum Kernels {
     /// LibTorch's operations, as the reference's module.
     LibTorch,
     /// Prompt tokens attending to the image: scores by [`token_image_scores`], without
-    /// copying the image keys per head.
+    /// copying the image keys per head, divided as they are written.
     TokenToImage,
     /// The image attending to prompt tokens: scores, softmax and mix in one pass by
     /// [`image_token_attention`] where it applies, else the softmax over the few scores and
