@@ -177,7 +177,7 @@ def bench_amg(model, sam, path, image, setting, reps):
         and g["bbox"] == [int(v) for v in a["bbox"]]
         and same_score(g["stability_score"], a["stability_score"])
         and g["point_coords"] == [[float(v) for v in p] for p in a["point_coords"]]
-        and abs(g["predicted_iou"] - a["predicted_iou"]) <= 1e-5
+        and same_score(g["predicted_iou"], a["predicted_iou"])
         for g, a in zip(got, anns)
     )
     return min(py), min(rs), min(pyc), min(rsc), len(anns), same

@@ -157,36 +157,32 @@ impl MaskDecoder {
     /// and predicts the IoU of every mask token: `(tokens, image keys, iou (B, K_all))`,
     /// before any mask is upscaled.
     ///
-    /// The prompts go through in groups of [`DECODE_GROUP`]: the values are the same as in
-    /// one batch (every row is computed the same way whatever the batch size, which
-    /// `shared_decoder_matches` in the generator checks on each crop), but a group's
-    /// `(group, hw, C)` image tokens stay in the CPU cache between operations where a whole
-    /// batch's (256 MB at 64 prompts) went through memory at every step.
+    /// The prompts go through the transformer in groups of [`DECODE_GROUP`]: the values are
+    /// the same as in one batch (every row is computed the same way whatever the batch
+    /// size, which `shared_decoder_matches` in the generator checks on each crop), but a
+    /// group's `(group, hw, C)` image tokens stay in the CPU cache between operations where
+    /// a whole batch's (256 MB at 64 prompts) went through memory at every step. The IoU
+    /// head and the hypernetworks then run on the whole batch, as in the reference.
     pub(crate) fn decode_shared(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
         let _guard = tch::no_grad_guard();
-        let parts: Vec<DecodedTokens> = groups(sparse.size()[0])
-            .map(|(start, len)| self.decode_group(shared, &sparse.narrow(0, start, len)))
-            .collect();
-        if parts.len() == 1 {
-            return parts.into_iter().next().expect("one part");
-        }
-        let cat = |f: fn(&DecodedTokens) -> &Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
-        let (hyper_in, iou) = (cat(|d| &d.hyper_in), cat(|d| &d.iou));
-        DecodedTokens {
-            keys: parts.into_iter().flat_map(|d| d.keys).collect(),
-            hyper_in,
-            iou,
-        }
-    }
-
-    /// [`Self::decode_shared`] for one group of prompts.
-    fn decode_group(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
         let b = sparse.size()[0];
-        let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)
-            .unsqueeze(0)
-            .expand([b, -1, -1], false);
-        let tokens = Tensor::cat(&[&output_tokens, sparse], 1);
-        let (hs, keys) = self.transformer.forward_shared(shared, &tokens);
+        let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0).unsqueeze(0);
+        let (tokens, keys): (Vec<Tensor>, Vec<Tensor>) = groups(b)
+            .map(|(start, len)| {
+                let sparse = sparse.narrow(0, start, len);
+                let tokens = Tensor::cat(&[&output_tokens.expand([len, -1, -1], false), &sparse], 1);
+                self.transformer.forward_shared(shared, &tokens)
+            })
+            .unzip();
+        // The heads on the whole batch at once, as the reference runs them: their matrix
+        // products have one row per prompt, and LibTorch sums rows in another order when
+        // there are only a few of them (a group's IoU predictions came out a few ulp off
+        // those of a batch of 64).
+        let hs = if tokens.len() == 1 {
+            tokens.into_iter().next().expect("one group")
+        } else {
+            Tensor::cat(&tokens, 0)
+        };
         let iou = self.iou_head.forward(&hs.select(1, 0));
         let mask_tokens_out = hs.narrow(1, 1, self.num_mask_tokens);
         let hyper_in = Tensor::stack(
@@ -198,11 +194,7 @@ impl MaskDecoder {
                 .collect::<Vec<_>>(),
             1,
         );
-        DecodedTokens {
-            keys: vec![keys],
-            hyper_in,
-            iou,
-        }
+        DecodedTokens { keys, hyper_in, iou }
     }
 
     /// Low-res logits `(S, K_all, 4·rows, 4·cols)` of the prompts `which` (indices into the
@@ -299,7 +291,75 @@ impl MaskDecoder {
 
 #[cfg(test)]
 mod tests {
-    use super::groups;
+    use tch::{Device, Kind, Tensor};
+
+    use super::{groups, MaskDecoder};
+    use crate::sam::config::MaskDecoderConfig;
+    use crate::sam::transformer::tests::{full_size_weights, random_weight, FULL_SIZE};
+    use crate::torch::Weights;
+
+    /// SAM's mask decoder at the released models' sizes, random weights.
+    fn full_size_decoder() -> MaskDecoder {
+        let mut seed = 100;
+        let mut tensors = full_size_weights("transformer.", &mut seed);
+        let mut add = |name: String, shape: &[i64]| {
+            let t = random_weight(&name, shape, &mut seed);
+            tensors.push((name, t));
+        };
+        add("iou_token.weight".into(), &[1, 256]);
+        add("mask_tokens.weight".into(), &[4, 256]);
+        add("output_upscaling.0.weight".into(), &[256, 64, 2, 2]);
+        add("output_upscaling.0.bias".into(), &[64]);
+        add("output_upscaling.1.weight".into(), &[64]);
+        add("output_upscaling.1.bias".into(), &[64]);
+        add("output_upscaling.3.weight".into(), &[64, 32, 2, 2]);
+        add("output_upscaling.3.bias".into(), &[32]);
+        let mlp = |add: &mut dyn FnMut(String, &[i64]), prefix: String, out: i64| {
+            for (i, o) in [256, 256, out].into_iter().enumerate() {
+                add(format!("{prefix}.layers.{i}.weight"), &[o, 256]);
+                add(format!("{prefix}.layers.{i}.bias"), &[o]);
+            }
+        };
+        for i in 0..4 {
+            mlp(&mut add, format!("output_hypernetworks_mlps.{i}"), 32);
+        }
+        mlp(&mut add, "iou_prediction_head".into(), 4);
+        let weights = Weights::from_tensors(tensors).expect("float tensors");
+        let config = MaskDecoderConfig {
+            num_multimask_outputs: 3,
+            iou_head_depth: 3,
+            iou_head_hidden_dim: 256,
+            transformer: FULL_SIZE,
+        };
+        let decoder = MaskDecoder::load(&weights.root("sam"), &config).expect("all weights present");
+        weights.check_all_used("sam").expect("every weight taken");
+        decoder
+    }
+
+    /// The generator's decoder (transformer in groups, heads on the batch) gives the IoU
+    /// predictions of the reference's decoder on the same batch bit for bit, also for
+    /// batches of many groups: LibTorch sums the heads' rows of a batch of 16 in another
+    /// order than a group's 4 (on the Intel Xeon here the predictions of heads run per group
+    /// differed in the last bits).
+    #[test]
+    fn the_shared_decoder_predicts_the_references_iou_for_whole_batches() {
+        let _guard = tch::no_grad_guard();
+        let decoder = full_size_decoder();
+        tch::manual_seed(7);
+        let opts = (Kind::Float, Device::Cpu);
+        let image = Tensor::randn([1, 256, 64, 64], opts);
+        let pe = Tensor::randn([1, 256, 64, 64], opts);
+        let dense = Tensor::randn([1, 256, 1, 1], opts).expand([1, 256, 64, 64], false);
+        let shared = decoder.share_image(&image, &pe, &dense).expect("two blocks");
+        for b in [5i64, 16] {
+            let sparse = Tensor::randn([b, 2, 256], opts);
+            let dense_b = dense.expand([b, -1, -1, -1], false);
+            let (_, want) = decoder.forward(&image, &pe, &sparse, &dense_b, true);
+            let got = decoder.decode_shared(&shared, &sparse).iou.narrow(1, 1, 3);
+            let differ = got.ne_tensor(&want).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(differ, 0, "batch of {b}: {differ} IoU predictions differ");
+        }
+    }
 
     #[test]
     fn groups_cover_the_batch_without_a_small_group() {

@@ -461,7 +461,7 @@ impl TwoWayTransformer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::TwoWayTransformer;
@@ -470,22 +470,28 @@ mod tests {
     use crate::torch::gemm::BLOCKS;
     use crate::torch::Weights;
 
-    /// SAM's decoder transformer (every released model's: 256 wide, 8 heads, MLP 2048,
-    /// cross attentions at half width) with random weights.
-    fn full_size_transformer() -> TwoWayTransformer {
+    /// A weight for tests: layer-norm weights near 1, the rest random and scaled by the
+    /// fan-in, each from its own seed (the next of `seed`).
+    pub(crate) fn random_weight(name: &str, shape: &[i64], seed: &mut u64) -> Tensor {
+        *seed += 1;
+        tch::manual_seed(*seed as i64);
+        let fan_in = *shape.last().unwrap_or(&1) as f64;
+        if shape.len() == 1 && name.contains("norm") && name.ends_with("weight") {
+            Tensor::ones(shape, (Kind::Float, Device::Cpu))
+                + Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.1
+        } else {
+            Tensor::randn(shape, (Kind::Float, Device::Cpu)) / fan_in.sqrt()
+        }
+    }
+
+    /// The weights of SAM's decoder transformer (every released model's: 256 wide, 8 heads,
+    /// MLP 2048, cross attentions at half width) under `prefix`, random ([`random_weight`]).
+    pub(crate) fn full_size_weights(prefix: &str, seed: &mut u64) -> Vec<(String, Tensor)> {
         let (d, mlp) = (256i64, 2048i64);
         let mut tensors = Vec::new();
-        let mut seed = 0u64;
         let mut add = |name: String, shape: &[i64]| {
-            seed += 1;
-            tch::manual_seed(seed as i64);
-            let fan_in = *shape.last().unwrap_or(&1) as f64;
-            let t = if shape.len() == 1 && name.contains("norm") && name.ends_with("weight") {
-                Tensor::ones(shape, (Kind::Float, Device::Cpu))
-                    + Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.1
-            } else {
-                Tensor::randn(shape, (Kind::Float, Device::Cpu)) / fan_in.sqrt()
-            };
+            let name = format!("{prefix}{name}");
+            let t = random_weight(&name, shape, seed);
             tensors.push((name, t));
         };
         let attention = |add: &mut dyn FnMut(String, &[i64]), prefix: &str, inner: i64| {
@@ -513,16 +519,23 @@ mod tests {
         attention(&mut add, "final_attn_token_to_image", d / 2);
         add("norm_final_attn.weight".into(), &[d]);
         add("norm_final_attn.bias".into(), &[d]);
-        let weights = Weights::from_tensors(tensors).expect("float tensors");
-        let config = TwoWayTransformerConfig {
-            depth: 2,
-            embedding_dim: d,
-            num_heads: 8,
-            mlp_dim: mlp,
-            attention_downsample_rate: 2,
-        };
+        tensors
+    }
+
+    /// The configuration [`full_size_weights`] fits.
+    pub(crate) const FULL_SIZE: TwoWayTransformerConfig = TwoWayTransformerConfig {
+        depth: 2,
+        embedding_dim: 256,
+        num_heads: 8,
+        mlp_dim: 2048,
+        attention_downsample_rate: 2,
+    };
+
+    /// SAM's decoder transformer with random weights ([`full_size_weights`]).
+    fn full_size_transformer() -> TwoWayTransformer {
+        let weights = Weights::from_tensors(full_size_weights("", &mut 0)).expect("float tensors");
         let transformer =
-            TwoWayTransformer::load(&weights.root("sam"), &config).expect("all weights present");
+            TwoWayTransformer::load(&weights.root("sam"), &FULL_SIZE).expect("all weights present");
         weights.check_all_used("sam").expect("every weight taken");
         transformer
     }
