@@ -181,13 +181,28 @@ impl PackedLinear {
     /// inputs.
     fn rows(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
         match self.isa {
-            Isa::Avx2 => self.tiles::<6, 1>(inputs, first, out, block),
-            Isa::Avx512 => self.tiles::<8, 2>(inputs, first, out, block),
+            // SAFETY: `new` chose the ISA from the CPU's features (AVX2 and FMA for any
+            // packed layer, AVX-512F for `Isa::Avx512`), the functions' only requirement.
+            Isa::Avx2 => unsafe { self.tiles_avx2(inputs, first, out, block) },
+            Isa::Avx512 => unsafe { self.tiles_avx512(inputs, first, out, block) },
         }
+    }
+
+    /// [`Self::tiles`] for the AVX2 kernel, compiled for AVX2 (the input additions too).
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    unsafe fn tiles_avx2(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+        self.tiles::<6, 1>(inputs, first, out, block);
+    }
+
+    /// [`Self::tiles`] for the AVX-512 kernel, compiled for AVX-512 (the input additions too).
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx2,fma"))]
+    unsafe fn tiles_avx512(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+        self.tiles::<8, 2>(inputs, first, out, block);
     }
 
     /// [`Self::rows`] in tiles of `T` rows × `P` panels (the rows left after the last whole
     /// tile one at a time).
+    #[inline(always)]
     fn tiles<const T: usize, const P: usize>(
         &self,
         inputs: &Inputs,
