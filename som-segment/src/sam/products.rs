@@ -21,10 +21,10 @@
 //! All compute each sum as LibTorch's product does on those shapes: one fused
 //! multiply-add per term, in order, from zero ([`weighted_sums`]). Whether that is
 //! LibTorch's arithmetic on this machine (its matrix products come from MKL, whose kernels
-//! may change with the shape, the thread count and the CPU: on an AMD Zen 4 the image →
-//! token scores sum in another order, on an Intel Xeon with AVX-512 in this one) is checked once per
-//! process for each shape against LibTorch's own operations ([`probed`]); shapes that
-//! differ go through LibTorch. The generator also checks its whole decoder against the
+//! may change with the shape, the thread count and the CPU: the image → token scores sum
+//! in this order on an Intel Xeon with AVX-512, in another on an AMD Zen 4) is checked
+//! once per process for each shape against LibTorch's own operations ([`probed`]); shapes
+//! that differ go through LibTorch. The generator also checks its whole decoder against the
 //! reference path on every crop.
 
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
-use super::softmax::{kernel_scale, libtorch_scaled_softmax, softmax_rows};
+use super::softmax::{exact_inverse, kernel_scale, libtorch_scaled_softmax, softmax_rows};
 use crate::torch::parallel::for_each_chunk_mut;
 
 /// What a probe checked, with the shapes it checked it on.
@@ -119,9 +119,9 @@ pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64, divisor: f6
         let k = probe_tensor(&[b, hw, width], 12);
         scores_kernel(&q, &k, heads, 1.0).equal(&libtorch_token_image_scores(&q, &k, heads))
     });
-    match (exact, divisor > 0.0 && divisor.log2().fract() == 0.0) {
-        (true, true) => scores_kernel(q, k, heads, (1.0 / divisor) as f32),
-        (true, false) => scores_kernel(q, k, heads, 1.0) / divisor,
+    match (exact, exact_inverse(divisor)) {
+        (true, Some(scale)) => scores_kernel(q, k, heads, scale),
+        (true, None) => scores_kernel(q, k, heads, 1.0) / divisor,
         (false, _) => libtorch(),
     }
 }

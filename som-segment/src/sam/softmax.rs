@@ -146,8 +146,15 @@ pub(crate) fn libtorch_scaled_softmax(x: &Tensor, divisor: f64) -> Tensor {
 /// `width` values, when the kernel gives LibTorch's bits there: `divisor` a power of two
 /// and `width` one [`matches_libtorch`] accepts.
 pub(crate) fn kernel_scale(width: usize, divisor: f64) -> Option<f32> {
-    let exact_scale = divisor > 0.0 && divisor.log2().fract() == 0.0;
-    (exact_scale && matches_libtorch(width)).then_some((1.0 / divisor) as f32)
+    exact_inverse(divisor).filter(|_| matches_libtorch(width))
+}
+
+/// `1 / divisor` when `divisor` is a power of two whose inverse float32 holds (a normal
+/// number): then `x · (1 / divisor)` is `x / divisor` exactly (the same real number,
+/// rounded once), so a kernel can scale as it writes.
+pub(crate) fn exact_inverse(divisor: f64) -> Option<f32> {
+    let inverse = (1.0 / divisor) as f32;
+    (divisor > 0.0 && divisor.log2().fract() == 0.0 && inverse.is_normal()).then_some(inverse)
 }
 
 /// The kernel on a tensor (made contiguous).
