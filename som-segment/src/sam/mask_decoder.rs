@@ -178,11 +178,13 @@ impl MaskDecoder {
         // products have one row per prompt, and LibTorch sums rows in another order when
         // there are only a few of them (a group's IoU predictions came out a few ulp off
         // those of a batch of 64).
-        let hs = if tokens.len() == 1 {
-            tokens.into_iter().next().expect("one group")
-        } else {
-            Tensor::cat(&tokens, 0)
-        };
+        let (iou, hyper_in) = self.heads(&Tensor::cat(&tokens, 0));
+        DecodedTokens { keys, hyper_in, iou }
+    }
+
+    /// The IoU predictions `(B, K_all)` and hypernetwork outputs `(B, K_all, C / 8)` of the
+    /// transformer's `(B, N, C)` output tokens.
+    fn heads(&self, hs: &Tensor) -> (Tensor, Tensor) {
         let iou = self.iou_head.forward(&hs.select(1, 0));
         let mask_tokens_out = hs.narrow(1, 1, self.num_mask_tokens);
         let hyper_in = Tensor::stack(
@@ -194,7 +196,7 @@ impl MaskDecoder {
                 .collect::<Vec<_>>(),
             1,
         );
-        DecodedTokens { keys, hyper_in, iou }
+        (iou, hyper_in)
     }
 
     /// Low-res logits `(S, K_all, 4·rows, 4·cols)` of the prompts `which` (indices into the
@@ -268,23 +270,12 @@ impl MaskDecoder {
         let pos_src = image_pe.repeat_interleave_self_int(b, 0, None);
         let (b, c, h, w) = src.size4().expect("src is BCHW");
         let (hs, src) = self.transformer.forward(&src, &pos_src, &tokens);
-        let iou_token_out = hs.select(1, 0);
-        let mask_tokens_out = hs.narrow(1, 1, self.num_mask_tokens);
         let src = src.transpose(1, 2).view([b, c, h, w]);
         let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
         let up = self.upscale2.forward(&up).gelu("none");
-        let hyper_in = Tensor::stack(
-            &self
-                .hypernetworks
-                .iter()
-                .enumerate()
-                .map(|(i, mlp)| mlp.forward(&mask_tokens_out.select(1, i as i64)))
-                .collect::<Vec<_>>(),
-            1,
-        );
+        let (iou_pred, hyper_in) = self.heads(&hs);
         let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
         let masks = hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w]);
-        let iou_pred = self.iou_head.forward(&iou_token_out);
         (masks, iou_pred)
     }
 }

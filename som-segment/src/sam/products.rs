@@ -627,18 +627,13 @@ pub(crate) fn probe_tensor(shape: &[i64], seed: u64) -> Tensor {
 
 #[cfg(test)]
 mod tests {
-    use tch::Kind;
-
-    use tch::Tensor;
+    use tch::{Kind, Tensor};
 
     use super::{
         attention_kernel, image_token_attention, image_token_mix, libtorch_mix, libtorch_token_image_scores,
         probe_tensor, probed, separate_heads, token_image_scores, Probe,
     };
-
-    fn values(t: &Tensor) -> Vec<f32> {
-        Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("float32")
-    }
+    use crate::torch::gemm::tests::values;
 
     /// `(B, H, HW, N)` scores of `(B, HW, H·c)` image queries on `(B, N, H·c)` token keys,
     /// each a scalar chain of fused multiply-adds in order from zero (the fused kernel's

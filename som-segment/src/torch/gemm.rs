@@ -443,7 +443,7 @@ tile_kernel!(
 );
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::{has_avx512, Isa, PackedLinear, BLOCKS};
@@ -469,7 +469,8 @@ mod tests {
         }
     }
 
-    fn values(t: &Tensor) -> Vec<f32> {
+    /// A float32 tensor's values in row-major order.
+    pub(crate) fn values(t: &Tensor) -> Vec<f32> {
         Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("float32")
     }
 
