@@ -53,6 +53,8 @@ pub(crate) enum Probe {
     /// (0: none), summed in blocks of `block` inputs: `(batch, rows, in, out, addition
     /// batches, residual batches, block)`.
     PackedLinear([i64; 7]),
+    /// [`crate::torch::layer_norm::RowNorm`] on rows of this width.
+    LayerNorm(i64),
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a

@@ -12,6 +12,7 @@ use super::products::{
 use super::softmax::libtorch_scaled_softmax;
 use super::SamError;
 use crate::torch::gemm::{PackedLinear, BLOCKS};
+use crate::torch::layer_norm::RowNorm;
 use crate::torch::nn::{Activation, LayerNorm, Linear, StackedLinear};
 use crate::torch::Vb;
 
@@ -141,17 +142,23 @@ struct PackedImageLayers {
     projections: Option<PackedLinear>,
     /// Image → token output projection, with the residual keys fused.
     i2t_out: Option<PackedLinear>,
+    /// [`TwoWayAttentionBlock::norm4`] for the kernel that normalises `i2t_out`'s rows.
+    norm4: Option<RowNorm>,
 }
 
 /// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) in the first
 /// block of [`BLOCKS`] that a probe found to give LibTorch's bits for these shapes on this
-/// CPU (`x.linear` and the additions as separate operations); `None` where none does, and
-/// the caller runs LibTorch's.
+/// CPU (`x.linear` and the additions as separate operations), then `norm` (as in
+/// `norm.forward(..)`) where given: by the kernel on the rows as they are finished where
+/// `exact_norm` holds that LayerNorm for it and a probe found it to give LibTorch's bits for
+/// this width, else by LibTorch. `None` where no block gives LibTorch's bits, and the
+/// caller runs LibTorch's operations.
 fn packed_forward(
     packed: Option<&PackedLinear>,
     x: &Tensor,
     x_add: Option<&Tensor>,
     residual: Option<&Tensor>,
+    norm: Option<(&LayerNorm, Option<&RowNorm>)>,
 ) -> Option<Tensor> {
     let packed = packed?;
     let (b, m, k) = x.size3().ok()?;
@@ -176,12 +183,25 @@ fn packed_forward(
                     .as_ref()
                     .map_or_else(|| linear.shallow_clone(), |r| r + &linear);
                 layer
-                    .forward(&x, add.as_ref(), res.as_ref(), block)
+                    .forward(&x, add.as_ref(), res.as_ref(), block, None)
                     .is_some_and(|got| got.equal(&want))
             },
         )
     })?;
-    packed.forward(x, x_add, residual, block)
+    let Some((norm, exact)) = norm else {
+        return packed.forward(x, x_add, residual, block, None);
+    };
+    let exact = exact.filter(|exact| {
+        probed(Probe::LayerNorm(exact.width() as i64), || {
+            exact.matches_libtorch()
+        })
+    });
+    match exact {
+        Some(exact) => packed.forward(x, x_add, residual, block, Some(exact)),
+        None => packed
+            .forward(x, x_add, residual, block, None)
+            .map(|out| norm.forward(&out)),
+    }
 }
 
 impl TwoWayAttentionBlock {
@@ -203,10 +223,12 @@ impl TwoWayAttentionBlock {
             &cross_attn_token_to_image.k_proj,
             &cross_attn_image_to_token.q_proj,
         );
+        let norm4 = LayerNorm::load(&vb.pp("norm4"), d, DECODER_LN_EPS)?;
         let packed = PackedImageLayers {
             t2i_v: cross_attn_token_to_image.v_proj.packed(),
             projections: image_projections.as_ref().and_then(StackedLinear::packed),
             i2t_out: cross_attn_image_to_token.out_proj.packed(),
+            norm4: norm4.row_norm(),
         };
         Ok(TwoWayAttentionBlock {
             self_attn: Attention::load(&vb.pp("self_attn"), d, c.num_heads, 1)?,
@@ -217,7 +239,7 @@ impl TwoWayAttentionBlock {
             norm2: LayerNorm::load(&vb.pp("norm2"), d, DECODER_LN_EPS)?,
             mlp: MlpBlock::load(&vb.pp("mlp"), d, c.mlp_dim, Activation::Relu)?,
             norm3: LayerNorm::load(&vb.pp("norm3"), d, DECODER_LN_EPS)?,
-            norm4: LayerNorm::load(&vb.pp("norm4"), d, DECODER_LN_EPS)?,
+            norm4,
             cross_attn_image_to_token,
             skip_first_layer_pe,
         })
@@ -252,7 +274,7 @@ impl TwoWayAttentionBlock {
             (t2i.k_proj.forward(&k), i2t.q_proj.forward(&k))
         };
         let values = if fast {
-            packed_forward(self.packed.t2i_v.as_ref(), keys, None, None)
+            packed_forward(self.packed.t2i_v.as_ref(), keys, None, None, None)
         } else {
             None
         };
@@ -282,12 +304,17 @@ impl TwoWayAttentionBlock {
             kernels(Kernels::ImageToToken),
         );
         let fused = if fast {
-            packed_forward(self.packed.i2t_out.as_ref(), &mixed, None, Some(keys))
+            packed_forward(
+                self.packed.i2t_out.as_ref(),
+                &mixed,
+                None,
+                Some(keys),
+                Some((&self.norm4, self.packed.norm4.as_ref())),
+            )
         } else {
             None
         };
-        let keys = fused.unwrap_or_else(|| keys + i2t.out_proj.forward(&mixed));
-        let keys = self.norm4.forward(&keys);
+        let keys = fused.unwrap_or_else(|| self.norm4.forward(&(keys + i2t.out_proj.forward(&mixed))));
         (queries, keys)
     }
 
@@ -298,7 +325,9 @@ impl TwoWayAttentionBlock {
     /// products' bits; by two otherwise.
     fn image_projections(&self, keys: &Tensor, key_pe: &Tensor) -> (Tensor, Tensor) {
         if let Some(stacked) = &self.image_projections {
-            if let Some(both) = packed_forward(self.packed.projections.as_ref(), keys, Some(key_pe), None) {
+            if let Some(both) =
+                packed_forward(self.packed.projections.as_ref(), keys, Some(key_pe), None, None)
+            {
                 return stacked.split(&both);
             }
         }
@@ -439,9 +468,14 @@ impl TwoWayTransformer {
                 .collect();
             image_token_mix(&Tensor::stack(&scores, 0), divisor, &v, i.num_heads)
         });
-        let keys = packed_forward(first.packed.i2t_out.as_ref(), &mixed, None, Some(&shared.keys))
-            .unwrap_or_else(|| &shared.keys + i.out_proj.forward(&mixed));
-        let keys = first.norm4.forward(&keys);
+        let keys = packed_forward(
+            first.packed.i2t_out.as_ref(),
+            &mixed,
+            None,
+            Some(&shared.keys),
+            Some((&first.norm4, first.packed.norm4.as_ref())),
+        )
+        .unwrap_or_else(|| first.norm4.forward(&(&shared.keys + i.out_proj.forward(&mixed))));
         let mut queries = queries;
         let mut keys = keys;
         for layer in &self.layers[1..] {
@@ -450,10 +484,10 @@ impl TwoWayTransformer {
         let q = &queries + pe;
         let f = &self.final_attn_token_to_image;
         let (packed_k, packed_v) = &self.final_packed;
-        let k = packed_forward(packed_k.as_ref(), &keys, Some(&shared.key_pe), None)
+        let k = packed_forward(packed_k.as_ref(), &keys, Some(&shared.key_pe), None, None)
             .unwrap_or_else(|| f.k_proj.forward(&(&keys + &shared.key_pe)));
-        let v =
-            packed_forward(packed_v.as_ref(), &keys, None, None).unwrap_or_else(|| f.v_proj.forward(&keys));
+        let v = packed_forward(packed_v.as_ref(), &keys, None, None, None)
+            .unwrap_or_else(|| f.v_proj.forward(&keys));
         let attn_out = f.attend(&f.q_proj.forward(&q), &k, &v, Kernels::TokenToImage);
         let queries = self.norm_final_attn.forward(&(queries + attn_out));
         (queries, keys)
@@ -584,5 +618,9 @@ pub(crate) mod tests {
                 [b, m, k, out, add, res]
             );
         }
+        assert!(
+            probed(Probe::LayerNorm(256), || false),
+            "norm4 went through LibTorch"
+        );
     }
 }

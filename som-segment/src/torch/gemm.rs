@@ -39,6 +39,7 @@ use std::arch::x86_64::{
 
 use tch::{Device, Kind, Tensor};
 
+use super::layer_norm::RowNorm;
 use super::parallel::for_each_chunk_mut;
 
 /// Output columns per packed panel: two 8-float AVX2 vectors, or one 16-float AVX-512 one.
@@ -128,14 +129,17 @@ impl PackedLinear {
     /// `(1 or B, M, in)` `x_add` and `(1 or B, M, out)` `residual` (a batch of one is
     /// shared by all), the products summed in blocks of `block` inputs: the values of
     /// LibTorch's `linear` and additions wherever its linear sums in such blocks (module
-    /// docs). `None` when a tensor is not a contiguous float32 CPU tensor of those shapes or
-    /// `block` is not one of [`BLOCKS`] that divides the input width.
+    /// docs); then each output row normalised by `norm` while it is in the cache, where
+    /// given. `None` when a tensor is not a contiguous float32 CPU tensor of those shapes,
+    /// `block` is not one of [`BLOCKS`] that divides the input width or `norm` is not as
+    /// wide as the output.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
         x_add: Option<&Tensor>,
         residual: Option<&Tensor>,
         block: usize,
+        norm: Option<&RowNorm>,
     ) -> Option<Tensor> {
         let (b, m, k) = x.size3().ok()?;
         let fits = |t: &Tensor, width: usize| {
@@ -152,7 +156,10 @@ impl PackedLinear {
         {
             return None;
         }
-        if x_add.is_some_and(|t| !fits(t, self.in_dim)) || residual.is_some_and(|t| !fits(t, self.out_dim)) {
+        if x_add.is_some_and(|t| !fits(t, self.in_dim))
+            || residual.is_some_and(|t| !fits(t, self.out_dim))
+            || norm.is_some_and(|norm| norm.width() != self.out_dim)
+        {
             return None;
         }
         let out = Tensor::empty([b, m, self.out_dim as i64], (Kind::Float, Device::Cpu));
@@ -168,6 +175,7 @@ impl PackedLinear {
             x_add: add_data,
             residual: res_data,
             rows_per_batch: m,
+            norm,
         };
         if b * m > 0 {
             for_each_chunk_mut(out_data, CHUNK_ROWS * self.out_dim, |chunk, out| {
@@ -263,6 +271,9 @@ impl PackedLinear {
                     }
                 }
             }
+            if let Some(norm) = inputs.norm {
+                norm.rows(out_rows);
+            }
             r += tile;
         }
     }
@@ -283,6 +294,8 @@ struct Inputs<'a> {
     x_add: Option<&'a [f32]>,
     residual: Option<&'a [f32]>,
     rows_per_batch: usize,
+    /// Normalises the finished output rows.
+    norm: Option<&'a RowNorm>,
 }
 
 impl Inputs<'_> {
@@ -303,8 +316,9 @@ impl Inputs<'_> {
     }
 }
 
-/// Whether the CPU has AVX2 and FMA (the kernel's instructions).
-fn has_avx2_fma() -> bool {
+/// Whether the CPU has AVX2 and FMA (the kernels' instructions, here and in
+/// [`super::layer_norm`]).
+pub(super) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -447,6 +461,7 @@ pub(crate) mod tests {
     use tch::{Device, Kind, Tensor};
 
     use super::{has_avx512, Isa, PackedLinear, BLOCKS};
+    use crate::torch::layer_norm::RowNorm;
 
     fn random(shape: &[i64], scale: f64) -> Tensor {
         Tensor::randn(shape, (Kind::Float, Device::Cpu)) * scale
@@ -515,7 +530,7 @@ pub(crate) mod tests {
             for block in BLOCKS {
                 let got = values(
                     &packed
-                        .forward(&x, None, None, block)
+                        .forward(&x, None, None, block, None)
                         .expect("a block dividing 256"),
                 );
                 let want = scalar_order(&values(&x), &values(&w), &values(&bias), in_dim, block);
@@ -564,13 +579,31 @@ pub(crate) mod tests {
                     let exact = |block: usize| {
                         cases.iter().all(|(add, residual, want)| {
                             packed
-                                .forward(&x, *add, *residual, block)
+                                .forward(&x, *add, *residual, block, None)
                                 .is_some_and(|got| got.equal(want))
                         })
                     };
                     assert!(
                         BLOCKS.into_iter().any(exact),
                         "({in_dim}->{out_dim}) batch {b}x{m}, {:?}: no block of {BLOCKS:?} gives LibTorch's bits on this CPU (tools/bench/mkl_order.py finds MKL's)",
+                        packed.isa
+                    );
+                    // The LayerNorm after the layer, on each finished tile of rows (whole
+                    // tiles and the single rows after them: m = 100 is no multiple of 8).
+                    let (gamma, beta) = (random(&[out_dim], 1.0), random(&[out_dim], 1.0));
+                    let norm = RowNorm::new(&gamma, &beta, 1e-5).expect("AVX2 and FMA are here");
+                    let want = (&res + x.linear(&w, Some(&bias))).layer_norm(
+                        [out_dim],
+                        Some(&gamma),
+                        Some(&beta),
+                        1e-5,
+                        false,
+                    );
+                    assert!(
+                        BLOCKS.into_iter().any(|block| packed
+                            .forward(&x, None, Some(&res), block, Some(&norm))
+                            .is_some_and(|got| got.equal(&want))),
+                        "({in_dim}->{out_dim}) batch {b}x{m}, {:?}: the normalised rows differ",
                         packed.isa
                     );
                 }
@@ -592,35 +625,45 @@ pub(crate) mod tests {
         };
         let x = random(&[2, 10, 256], 1.0);
         assert!(packed
-            .forward(&x.to_kind(Kind::Double), None, None, 128)
+            .forward(&x.to_kind(Kind::Double), None, None, 128, None)
             .is_none());
         assert!(
-            packed.forward(&x.transpose(0, 1), None, None, 128).is_none(),
+            packed
+                .forward(&x.transpose(0, 1), None, None, 128, None)
+                .is_none(),
             "not contiguous"
         );
         assert!(packed
-            .forward(&random(&[2, 10, 128], 1.0), None, None, 128)
+            .forward(&random(&[2, 10, 128], 1.0), None, None, 128, None)
             .is_none());
         assert!(packed
-            .forward(&x, Some(&random(&[3, 10, 256], 1.0)), None, 128)
+            .forward(&x, Some(&random(&[3, 10, 256], 1.0)), None, 128, None)
             .is_none());
         assert!(packed
-            .forward(&x, None, Some(&random(&[2, 10, 256], 1.0)), 128)
+            .forward(&x, None, Some(&random(&[2, 10, 256], 1.0)), 128, None)
             .is_none());
         for block in [0, 64, 512] {
-            assert!(packed.forward(&x, None, None, block).is_none(), "block {block}");
+            assert!(
+                packed.forward(&x, None, None, block, None).is_none(),
+                "block {block}"
+            );
         }
+        let wide_norm = RowNorm::new(&random(&[256], 1.0), &random(&[256], 1.0), 1e-5).expect("AVX2");
+        assert!(
+            packed.forward(&x, None, None, 128, Some(&wide_norm)).is_none(),
+            "a norm of 256 on 128 outputs"
+        );
         let narrow = PackedLinear::new(&random(&[256, 128], 0.06), Some(&random(&[256], 0.1)))
             .expect("128 inputs take blocks of 128");
         let x = random(&[2, 10, 128], 1.0);
         assert!(
-            narrow.forward(&x, None, None, 256).is_none(),
+            narrow.forward(&x, None, None, 256, None).is_none(),
             "256 does not divide 128"
         );
         for block in BLOCKS {
             assert_eq!(
                 packed
-                    .forward(&random(&[2, 10, 256], 1.0), None, None, block)
+                    .forward(&random(&[2, 10, 256], 1.0), None, None, block, None)
                     .map(|y| y.size()),
                 Some(vec![2, 10, 128])
             );

@@ -21,6 +21,7 @@ mod allocator;
 pub(crate) mod deform_attn;
 mod error;
 pub(crate) mod gemm;
+pub(crate) mod layer_norm;
 pub(crate) mod nn;
 pub(crate) mod parallel;
 mod pickle;

@@ -4,6 +4,7 @@
 use tch::Tensor;
 
 use super::gemm::PackedLinear;
+use super::layer_norm::RowNorm;
 use super::{CheckpointError, Vb};
 
 /// `nn.Linear`.
@@ -117,6 +118,11 @@ impl LayerNorm {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+
+    /// This LayerNorm for [`RowNorm`]'s kernel (`None` where the kernel does not apply).
+    pub(crate) fn row_norm(&self) -> Option<RowNorm> {
+        RowNorm::new(&self.weight, &self.bias, self.eps)
     }
 }
 
