@@ -24,6 +24,20 @@ impl LayerNorm2d {
         })
     }
 
+    /// A LayerNorm2d of `(C)` parameters (e.g. a kernel's probe).
+    pub(crate) fn from_parts(weight: &Tensor, bias: &Tensor, eps: f64) -> Self {
+        LayerNorm2d {
+            weight: weight.view([-1, 1, 1]),
+            bias: bias.view([-1, 1, 1]),
+            eps,
+        }
+    }
+
+    /// `(weight, bias, eps)`, the parameters as `(C, 1, 1)` tensors.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let u = x.mean_dim(1, true, None);
         let d = x - &u;

@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use super::common::LayerNorm2d;
 use super::config::MaskDecoderConfig;
+use super::norm_gelu::{gelu, layer_norm2d_gelu};
 use super::transformer::{SharedImage, TwoWayTransformer};
 use super::SamError;
 use crate::torch::nn::{ConvTranspose2d, Linear};
@@ -243,8 +244,13 @@ impl MaskDecoder {
         let src = Tensor::stack(&cells, 0).permute([0, 3, 1, 2]);
         let index = Tensor::from_slice(which).to_device(decoded.hyper_in.device());
         let hyper_in = decoded.hyper_in.index_select(0, &index);
-        let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
-        let up = self.upscale2.forward(&up).gelu("none");
+        // The same values as predict_masks's LibTorch operations, by the kernels where they
+        // apply (the convolutions' outputs are channels-last, as upstream's are).
+        let up = self.upscale1.forward(&src);
+        let up = layer_norm2d_gelu(&self.upscale_ln, &up)
+            .unwrap_or_else(|| self.upscale_ln.forward(&up).gelu("none"));
+        let mut up = self.upscale2.forward(&up);
+        gelu(&mut up);
         let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
         hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w])
     }

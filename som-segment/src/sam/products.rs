@@ -55,6 +55,10 @@ pub(crate) enum Probe {
     PackedLinear([i64; 7]),
     /// [`crate::torch::layer_norm::RowNorm`] on rows of this width.
     LayerNorm(i64),
+    /// `super::norm_gelu::layer_norm2d_gelu` for `(channels, eps's bits)`.
+    LayerNorm2dGelu(i64, u64),
+    /// `super::norm_gelu::gelu`.
+    Gelu,
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a

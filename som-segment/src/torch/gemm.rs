@@ -316,9 +316,9 @@ impl Inputs<'_> {
     }
 }
 
-/// Whether the CPU has AVX2 and FMA (the kernels' instructions, here and in
-/// [`super::layer_norm`]).
-pub(super) fn has_avx2_fma() -> bool {
+/// Whether the CPU has AVX2 and FMA (the instructions of this kernel, of
+/// [`super::layer_norm`]'s and of the SAM decoder's).
+pub(crate) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
