@@ -67,8 +67,8 @@ enum Isa {
 /// A `(out, in)` float32 linear layer with a bias, its weights packed for the kernel.
 #[derive(Debug)]
 pub(crate) struct PackedLinear {
-    /// `panels[p][k][j]` = `weight[p·PANEL + j][k]`.
-    panels: Vec<f32>,
+    /// `panels[p][k][j]` = `weight[p·PANEL + j][k]`, one 64-byte line per `(p, k)`.
+    panels: Vec<Line>,
     bias: Vec<f32>,
     in_dim: usize,
     out_dim: usize,
@@ -98,10 +98,10 @@ impl PackedLinear {
         }
         let w = Vec::<f32>::try_from(&weight.contiguous().view([-1])).ok()?;
         let bias = Vec::<f32>::try_from(&bias.contiguous()).ok()?;
-        let mut panels = vec![0.0f32; out_dim * in_dim];
-        for (p, panel) in panels.chunks_mut(in_dim * PANEL).enumerate() {
-            for (k, row) in panel.chunks_mut(PANEL).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
+        let mut panels = vec![Line([0.0; PANEL]); out_dim * in_dim / PANEL];
+        for (p, panel) in panels.chunks_mut(in_dim).enumerate() {
+            for (k, row) in panel.iter_mut().enumerate() {
+                for (j, v) in row.0.iter_mut().enumerate() {
                     *v = w[(p * PANEL + j) * in_dim + k];
                 }
             }
@@ -243,7 +243,7 @@ impl PackedLinear {
             });
             let out_rows = &mut out[r * n..(r + tile) * n];
             for p in (0..n / PANEL).step_by(P) {
-                let panels = &self.panels[p * k * PANEL..(p + P) * k * PANEL];
+                let panels = Line::floats(&self.panels[p * k..(p + P) * k]);
                 let bias = &self.bias[p * PANEL..(p + P) * PANEL];
                 let (a1, res1) = ([a[0]], res.as_ref().map(|r| [r[0]]));
                 let at = At {
@@ -276,6 +276,21 @@ impl PackedLinear {
             }
             r += tile;
         }
+    }
+}
+
+/// One panel row of weights on its own cache line, so that the AVX-512 tiles' loads of a
+/// row never straddle two lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([f32; PANEL]);
+
+impl Line {
+    /// The floats of `lines`, in order.
+    fn floats(lines: &[Line]) -> &[f32] {
+        // SAFETY: a Line is exactly PANEL floats (repr(C), 64 bytes, no padding), so
+        // `lines` is `lines.len() · PANEL` initialised floats, borrowed as long as `lines`.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), lines.len() * PANEL) }
     }
 }
 
