@@ -30,7 +30,7 @@ use tch::{Device, Kind, Tensor};
 use super::common::LayerNorm2d;
 use super::products::{probe_tensor, probed, Probe};
 use super::softmax::sleef_expf;
-use crate::torch::gemm::has_avx2_fma;
+use crate::torch::gemm::{has_avx2_fma, has_avx512};
 use crate::torch::parallel::for_each_chunk_mut;
 
 /// Floats per vector of the inner sum (ATen's AVX2 `Vectorized<float>`).
@@ -52,9 +52,9 @@ pub(crate) fn layer_norm2d_gelu(norm: &LayerNorm2d, x: &Tensor) -> Option<Tensor
     if !applies(c) || weight.numel() != c || bias.numel() != c || !libtorch_vectorises_all(s * c * h * w) {
         return None;
     }
-    let c = shape.1 as i64;
-    if !probed(Probe::LayerNorm2dGelu(c, eps.to_bits()), || {
-        matches_libtorch(c, eps)
+    let channels = c as i64;
+    if !probed(Probe::LayerNorm2dGelu(channels, eps.to_bits()), || {
+        matches_libtorch(channels, eps)
     }) {
         return None;
     }
@@ -245,7 +245,7 @@ impl Pass<'_> {
         // SAFETY: every caller checked AVX2 and FMA (`has_avx2_fma`), and AVX-512F is
         // checked here.
         unsafe {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if has_avx512() {
                 self.run_avx512(out)
             } else {
                 self.run_avx2(out)

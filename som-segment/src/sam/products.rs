@@ -419,7 +419,7 @@ unsafe fn mix_avx2(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, sca
 fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::torch::gemm::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
             unsafe { mix_avx2(source, v, out, d, scale) };
@@ -610,7 +610,7 @@ fn scores(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
 fn scores_one(q: &[f32], k: &[f32], out: &mut [f32], d: &ScoreDims) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::torch::gemm::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
             unsafe { scores_avx2(q, k, out, d) };

@@ -131,7 +131,7 @@ unsafe fn softmax_rows_avx2(x: &[f32], out: &mut [f32], width: usize, scale: f32
 pub(super) fn softmax_rows(x: &[f32], out: &mut [f32], width: usize, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::torch::gemm::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
             unsafe { softmax_rows_avx2(x, out, width, scale) };

@@ -148,11 +148,11 @@ struct PackedImageLayers {
 
 /// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) in the first
 /// block of [`BLOCKS`] that a probe found to give LibTorch's bits for these shapes on this
-/// CPU (`x.linear` and the additions as separate operations), then `norm` (as in
-/// `norm.forward(..)`) where given: by the kernel on the rows as they are finished where
-/// `exact_norm` holds that LayerNorm for it and a probe found it to give LibTorch's bits for
-/// this width, else by LibTorch. `None` where no block gives LibTorch's bits, and the
-/// caller runs LibTorch's operations.
+/// CPU (`x.linear` and the additions as separate operations), then the LayerNorm of `norm`
+/// where given (`(layer, the same layer for RowNorm's kernel)`): by the kernel on the rows
+/// as they are finished where there is one and a probe found it to give LibTorch's bits
+/// for this width, else by `layer.forward`. `None` where no block gives LibTorch's bits,
+/// and the caller runs LibTorch's operations.
 fn packed_forward(
     packed: Option<&PackedLinear>,
     x: &Tensor,
@@ -597,7 +597,7 @@ pub(crate) mod tests {
             assert!(got_q.equal(&want_q), "{prompts} prompts: tokens differ");
             assert!(got_k.equal(&want_k), "{prompts} prompts: image keys differ");
         }
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        if !crate::torch::gemm::has_avx2_fma() {
             return;
         }
         // The probes ran above; each must have accepted its packed layer with one of the

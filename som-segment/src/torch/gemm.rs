@@ -344,8 +344,9 @@ pub(crate) fn has_avx2_fma() -> bool {
     }
 }
 
-/// Whether the CPU has AVX-512F (with [`has_avx2_fma`]: the AVX-512 tiles).
-fn has_avx512() -> bool {
+/// Whether the CPU has AVX-512F (with [`has_avx2_fma`]: the AVX-512 tiles here and the
+/// AVX-512 builds of the SAM decoder's elementwise kernels).
+pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
