@@ -335,7 +335,9 @@ fn mix_any(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
     let mut p = vec![0.0f32; MIX_ROWS * d.tokens];
     let mut computed = match source {
         Scores::Plane(_) => Vec::new(),
-        Scores::Queries { .. } => vec![0.0f32; MIX_ROWS * d.tokens],
+        // LANES floats of slack: each computed row is stored as its whole vector of lanes
+        // (one fixed-length store; the next row overwrites the unused lanes).
+        Scores::Queries { .. } => vec![0.0f32; MIX_ROWS * d.tokens + LANES],
     };
     for h in 0..d.heads {
         // The head's token keys, transposed (kt[i][token]), for computed scores.
@@ -382,7 +384,7 @@ fn mix_any(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
                                 &q[(r0 + i + j) * row_stride..][..d.c]
                             });
                             for (j, s) in block.iter().enumerate().take(n) {
-                                computed[(i + j) * d.tokens..][..d.tokens].copy_from_slice(&s[..d.tokens]);
+                                computed[(i + j) * d.tokens..][..LANES].copy_from_slice(s);
                             }
                             i += n;
                         }
@@ -400,13 +402,27 @@ fn mix_any(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
                     });
                     for (j, acc) in block.iter().enumerate().take(n) {
                         let at = (r0 + i + j) * width + h * d.c + c0;
-                        out[at..at + cw].copy_from_slice(&acc[..cw]);
+                        if cw == MAX_HEAD_WIDTH {
+                            // A fixed length: vector moves rather than a call to memcpy.
+                            out[at..at + MAX_HEAD_WIDTH].copy_from_slice(acc);
+                        } else {
+                            copy_part(&mut out[at..at + cw], acc);
+                        }
                     }
                     i += n;
                 }
             }
         }
     }
+}
+
+/// The first `to.len()` values of `from` into `to`: the copy of a narrow head's columns,
+/// kept out of line so that the compiler does not merge it with the fixed-length copy of
+/// whole heads into one call to `memcpy`.
+#[cold]
+#[inline(never)]
+fn copy_part(to: &mut [f32], from: &[f32]) {
+    to.copy_from_slice(&from[..to.len()]);
 }
 
 #[cfg(target_arch = "x86_64")]
