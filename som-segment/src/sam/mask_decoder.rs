@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use super::common::LayerNorm2d;
 use super::config::MaskDecoderConfig;
+use super::mask_product::MaskProduct;
 use super::norm_gelu::{gelu, layer_norm2d_gelu};
 use super::transformer::{SharedImage, TwoWayTransformer};
 use super::SamError;
@@ -87,6 +88,8 @@ pub struct MaskDecoder {
     upscale1: ConvTranspose2d,
     upscale_ln: LayerNorm2d,
     upscale2: ConvTranspose2d,
+    /// `upscale2`, its GELU and the mask product fused, where the kernel applies.
+    mask_product: Option<MaskProduct>,
     hypernetworks: Vec<Mlp>,
     iou_head: Mlp,
     num_mask_tokens: i64,
@@ -97,13 +100,15 @@ impl MaskDecoder {
         let d = c.transformer.embedding_dim;
         let n = c.num_multimask_outputs + 1;
         let up = vb.pp("output_upscaling");
+        let upscale2 = ConvTranspose2d::load(&up.pp(3), d / 4, d / 8)?;
         Ok(MaskDecoder {
+            mask_product: MaskProduct::new(&upscale2),
             transformer: TwoWayTransformer::load(&vb.pp("transformer"), &c.transformer)?,
             iou_token: vb.pp("iou_token").get("weight", &[1, d])?,
             mask_tokens: vb.pp("mask_tokens").get("weight", &[n, d])?,
             upscale1: ConvTranspose2d::load(&up.pp(0), d, d / 4)?,
             upscale_ln: LayerNorm2d::load(&up.pp(1), d / 4)?,
-            upscale2: ConvTranspose2d::load(&up.pp(3), d / 4, d / 8)?,
+            upscale2,
             hypernetworks: (0..n)
                 .map(|i| Mlp::load(&vb.pp("output_hypernetworks_mlps").pp(i), d, d, d / 8, 3))
                 .collect::<Result<Vec<_>, _>>()?,
@@ -249,6 +254,13 @@ impl MaskDecoder {
         let up = self.upscale1.forward(&src);
         let up = layer_norm2d_gelu(&self.upscale_ln, &up)
             .unwrap_or_else(|| self.upscale_ln.forward(&up).gelu("none"));
+        let fused = self.mask_product.as_ref().and_then(|fused| {
+            // The channels-last map's memory as (S, h, w, C) pixels.
+            fused.masks(&self.upscale2, &up.permute([0, 2, 3, 1]), &hyper_in)
+        });
+        if let Some(masks) = fused {
+            return masks;
+        }
         let mut up = self.upscale2.forward(&up);
         gelu(&mut up);
         let (b, c, h, w) = up.size4().expect("upscaled is BCHW");

@@ -59,6 +59,7 @@ mod config;
 mod error;
 mod image_encoder;
 mod mask_decoder;
+mod mask_product;
 mod norm_gelu;
 mod products;
 mod prompt_encoder;

@@ -64,15 +64,19 @@ pub(crate) fn layer_norm2d_gelu(norm: &LayerNorm2d, x: &Tensor) -> Option<Tensor
 /// `*x = x.gelu("none")` in place for a `(S, C, H, W)` channels-last float32 tensor, with
 /// the kernel where a probe found it to give LibTorch's bits, else by LibTorch.
 pub(crate) fn gelu(x: &mut Tensor) {
-    let exact = channels_last(x).is_some()
-        && has_avx2_fma()
-        && libtorch_vectorises_all(x.numel())
-        && probed(Probe::Gelu, matches_libtorch_gelu);
-    if exact {
+    if channels_last(x).is_some() && gelu_applies(x.numel() as i64) {
         gelu_unprobed(x);
     } else {
         *x = x.gelu("none");
     }
+}
+
+/// Whether [`gelu_value`] gives LibTorch's GELU of a channels-last tensor of `n` values on
+/// this machine: LibTorch vectorises all of them and a probe found the emulation exact.
+pub(super) fn gelu_applies(n: i64) -> bool {
+    has_avx2_fma()
+        && usize::try_from(n).is_ok_and(libtorch_vectorises_all)
+        && probed(Probe::Gelu, matches_libtorch_gelu)
 }
 
 /// Whether LibTorch's elementwise GELU over `n` dense values runs its vectorised code on
@@ -285,7 +289,7 @@ fn gelu_unprobed(x: &mut Tensor) {
 
 /// LibTorch's AVX-512 `vectorized_gelu` on one value (module docs).
 #[inline(always)]
-fn gelu_value(x: f32) -> f32 {
+pub(super) fn gelu_value(x: f32) -> f32 {
     // The float32 constants of LibTorch's code, by their bits.
     let alpha = f32::from_bits(0x3f35_04f3); // 1/√2
     let p = f32::from_bits(0x3ea7_ba05); // 0.3275911

@@ -59,6 +59,9 @@ pub(crate) enum Probe {
     LayerNorm2dGelu(i64, u64),
     /// `super::norm_gelu::gelu`.
     Gelu,
+    /// [`super::mask_product::MaskProduct::masks`] on `(S, h, w, 64)` pixels with `K`
+    /// masks: `(S, h, w, K)`.
+    MaskProduct([i64; 4]),
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a

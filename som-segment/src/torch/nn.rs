@@ -231,8 +231,19 @@ impl ConvTranspose2d {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv_transpose2d(&self.weight, Some(&self.bias), [2, 2], [0, 0], [0, 0], 1, [1, 1])
+        conv_transpose2x2(x, &self.weight, &self.bias)
     }
+
+    /// The `(in, out, 2, 2)` weight and the `(out)` bias.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+}
+
+/// LibTorch's transposed convolution with kernel 2 and stride 2 of `(N, in, h, w)` inputs
+/// by `(in, out, 2, 2)` weights and an `(out)` bias.
+pub(crate) fn conv_transpose2x2(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+    x.conv_transpose2d(weight, Some(bias), [2, 2], [0, 0], [0, 0], 1, [1, 1])
 }
 
 /// An activation function between layers.
