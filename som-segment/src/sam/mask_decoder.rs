@@ -72,6 +72,13 @@ fn groups(n: i64) -> impl Iterator<Item = (i64, i64)> {
     })
 }
 
+/// Upstream's masks of `(B, K, C')` hypernetwork outputs and the `(B, C', H, W)` upscaled
+/// embedding: `(hyper_in @ upscaled.view(B, C', H·W)).view(B, -1, H, W)`.
+pub(super) fn mask_logits(hyper_in: &Tensor, upscaled: &Tensor) -> Tensor {
+    let (b, c, h, w) = upscaled.size4().expect("upscaled is BCHW");
+    hyper_in.matmul(&upscaled.view([b, c, h * w])).view([b, -1, h, w])
+}
+
 /// Where prompt `p` of a batch sits among the `count` groups [`groups`] made of it: the
 /// group's index and `p`'s position in it (the last group takes the remainder).
 fn group_of(p: i64, count: usize) -> (usize, i64) {
@@ -256,15 +263,14 @@ impl MaskDecoder {
             .unwrap_or_else(|| self.upscale_ln.forward(&up).gelu("none"));
         let fused = self.mask_product.as_ref().and_then(|fused| {
             // The channels-last map's memory as (S, h, w, C) pixels.
-            fused.masks(&self.upscale2, &up.permute([0, 2, 3, 1]), &hyper_in)
+            fused.masks(&up.permute([0, 2, 3, 1]), &hyper_in)
         });
         if let Some(masks) = fused {
             return masks;
         }
         let mut up = self.upscale2.forward(&up);
         gelu(&mut up);
-        let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
-        hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w])
+        mask_logits(&hyper_in, &up)
     }
 
     /// Masks predicted per prompt (`K_all`, including the single-mask token).
@@ -292,8 +298,7 @@ impl MaskDecoder {
         let up = self.upscale_ln.forward(&self.upscale1.forward(&src)).gelu("none");
         let up = self.upscale2.forward(&up).gelu("none");
         let (iou_pred, hyper_in) = self.heads(&hs);
-        let (b, c, h, w) = up.size4().expect("upscaled is BCHW");
-        let masks = hyper_in.matmul(&up.view([b, c, h * w])).view([b, -1, h, w]);
+        let masks = mask_logits(&hyper_in, &up);
         (masks, iou_pred)
     }
 }

@@ -31,6 +31,7 @@ use std::arch::x86_64::{
 
 use tch::{Device, Kind, Tensor};
 
+use super::mask_decoder::mask_logits;
 use super::norm_gelu::{gelu_applies, gelu_value};
 use super::products::{probe_tensor, probed, Probe};
 use crate::torch::gemm::has_avx512;
@@ -61,6 +62,11 @@ impl MaskProduct {
     /// convolution not of 64 to 32 float32 channels on the CPU.
     pub(crate) fn new(conv: &ConvTranspose2d) -> Option<Self> {
         let (weight, bias) = conv.parts();
+        Self::from_parts(weight, bias)
+    }
+
+    /// [`Self::new`] for a `(64, 32, 2, 2)` weight and a `(32)` bias.
+    fn from_parts(weight: &Tensor, bias: &Tensor) -> Option<Self> {
         if !has_avx512()
             || weight.size() != [CIN as i64, COUT as i64, 2, 2]
             || weight.kind() != Kind::Float
@@ -84,11 +90,11 @@ impl MaskProduct {
     /// The masks `hyper @ gelu(conv_transpose2d(x))` of `(S, h, w, 64)` pixels (the
     /// channels-last memory of the first upscaling step's output after its norm and GELU)
     /// and `(S, K, 32)` hypernetwork outputs: `(S, K, 2h, 2w)`, contiguous, with the bits of
-    /// `upstream`'s three LibTorch operations (module docs) — where a probe found the
+    /// upstream's three LibTorch operations (module docs) — where a probe found the
     /// kernel to give them for these shapes on this machine; `None` otherwise (and where the
     /// tensors are not contiguous float32 CPU tensors of those shapes), and the caller runs
     /// LibTorch's operations.
-    pub(crate) fn masks(&self, conv: &ConvTranspose2d, pixels: &Tensor, hyper: &Tensor) -> Option<Tensor> {
+    pub(crate) fn masks(&self, pixels: &Tensor, hyper: &Tensor) -> Option<Tensor> {
         let (s, h, w, c) = pixels.size4().ok()?;
         let (hs, k, hc) = hyper.size3().ok()?;
         let fits = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous();
@@ -99,21 +105,8 @@ impl MaskProduct {
         if !gelu_applies(s * COUT as i64 * 4 * h * w) {
             return None;
         }
-        let exact = probed(Probe::MaskProduct([s, h, w, k]), || {
-            self.matches_libtorch(conv, s, h, w, k)
-        });
+        let exact = probed(Probe::MaskProduct([s, h, w, k]), || matches_libtorch(s, h, w, k));
         exact.then(|| self.masks_unprobed(pixels, hyper))
-    }
-
-    /// Whether the kernel gives LibTorch's bits on probe tensors of these shapes.
-    fn matches_libtorch(&self, conv: &ConvTranspose2d, s: i64, h: i64, w: i64, k: i64) -> bool {
-        let pixels = probe_tensor(&[s, h, w, CIN as i64], 51) * 8.0;
-        let hyper = probe_tensor(&[s, k, COUT as i64], 52) * 8.0;
-        let (weight, bias) = conv.parts();
-        let up = conv_transpose2x2(&pixels.permute([0, 3, 1, 2]), weight, bias).gelu("none");
-        let (b, c, uh, uw) = up.size4().expect("BCHW");
-        let want = hyper.matmul(&up.view([b, c, uh * uw])).view([b, -1, uh, uw]);
-        self.masks_unprobed(&pixels, &hyper).equal(&want)
     }
 
     /// [`Self::masks`] without its checks (shapes as it requires).
@@ -132,7 +125,8 @@ impl MaskProduct {
             let (image, y) = (line / h, line % h);
             let x = &x[line * w * CIN..][..w * CIN];
             let hyper = &hyper[image * k * COUT..][..k * COUT];
-            // SAFETY: the CPU has AVX-512 (`new`); `x` holds the line's w·CIN inputs and
+            // SAFETY: the CPU has AVX-512F (`new`) and AVX2 and FMA (`gelu_applies`, which
+            // every caller checked); `x` holds the line's w·CIN inputs and
             // `hyper` the image's k·COUT values; `dest` is `out`'s data, s·k·2h·2w floats,
             // of which this call writes only image `image`'s output rows 2y and 2y + 1 of
             // each mask — no other line writes them, and `out` outlives the calls.
@@ -145,7 +139,8 @@ impl MaskProduct {
     /// of each of the `k` masks whose planes start at `out`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; `out` must be valid for writes of `k·4·h·w` floats
+    /// The CPU must have AVX-512F, AVX2 and FMA (`new` and `masks` checked them);
+    /// `out` must be valid for writes of `k·4·h·w` floats
     /// and this call the only one writing those two rows of each plane.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -226,6 +221,27 @@ impl MaskProduct {
             }
         }
     }
+}
+
+/// Whether the kernel gives LibTorch's bits on probe tensors (weights included) of these
+/// shapes.
+fn matches_libtorch(s: i64, h: i64, w: i64, k: i64) -> bool {
+    let weight = probe_tensor(&[CIN as i64, COUT as i64, 2, 2], 50);
+    let bias = probe_tensor(&[COUT as i64], 53);
+    let pixels = probe_tensor(&[s, h, w, CIN as i64], 51) * 8.0;
+    let hyper = probe_tensor(&[s, k, COUT as i64], 52) * 8.0;
+    MaskProduct::from_parts(&weight, &bias).is_some_and(|kernel| {
+        kernel
+            .masks_unprobed(&pixels, &hyper)
+            .equal(&libtorch_masks(&pixels, &weight, &bias, &hyper))
+    })
+}
+
+/// The masks of `(S, h, w, 64)` pixels by LibTorch's operations, as
+/// `MaskDecoder::predict_masks` runs them on a channels-last map.
+fn libtorch_masks(pixels: &Tensor, weight: &Tensor, bias: &Tensor, hyper: &Tensor) -> Tensor {
+    let up = conv_transpose2x2(&pixels.permute([0, 3, 1, 2]), weight, bias).gelu("none");
+    mask_logits(hyper, &up)
 }
 
 /// The 16 × 16 transpose of `r` (`out[j]` lane `i` = `r[i]` lane `j`): interleaved
@@ -326,11 +342,10 @@ mod tests {
         ConvTranspose2d::load(&weights.root("sam"), 64, 32).expect("the shapes asked for")
     }
 
-    /// LibTorch's operations, as `MaskDecoder::predict_masks` runs them.
+    /// LibTorch's operations with `conv`'s parameters.
     fn libtorch(conv: &ConvTranspose2d, pixels: &Tensor, hyper: &Tensor) -> Tensor {
-        let up = conv.forward(&pixels.permute([0, 3, 1, 2])).gelu("none");
-        let (b, c, h, w) = up.size4().expect("BCHW");
-        hyper.matmul(&up.view([b, c, h * w])).view([b, -1, h, w])
+        let (weight, bias) = conv.parts();
+        libtorch_masks(pixels, weight, bias, hyper)
     }
 
     /// On the generator's shapes (groups of 4 to 7 prompts; the maps of a landscape and of
@@ -348,7 +363,7 @@ mod tests {
             let pixels = (probe_tensor(&[s, h, w, 64], 63) * 16.0).gelu("none");
             let hyper = probe_tensor(&[s, 4, 32], 64) * 8.0;
             let want = libtorch(&conv, &pixels, &hyper);
-            let got = kernel.masks(&conv, &pixels, &hyper);
+            let got = kernel.masks(&pixels, &hyper);
             assert!(got.is_some(), "{s} prompts, {h} x {w}: the kernel was refused");
             let differ = want
                 .ne_tensor(&got.expect("checked"))
@@ -368,24 +383,18 @@ mod tests {
         };
         let pixels = probe_tensor(&[4, 8, 32, 64], 65);
         let hyper = probe_tensor(&[4, 4, 32], 66);
-        assert!(
-            kernel.masks(&conv, &pixels, &hyper).is_some(),
-            "the shapes it handles"
-        );
+        assert!(kernel.masks(&pixels, &hyper).is_some(), "the shapes it handles");
         let strided = probe_tensor(&[4, 8, 64, 64], 65).narrow(2, 0, 32);
-        assert!(
-            kernel.masks(&conv, &strided, &hyper).is_none(),
-            "non-contiguous pixels"
-        );
+        assert!(kernel.masks(&strided, &hyper).is_none(), "non-contiguous pixels");
         let wide = probe_tensor(&[4, 8, 32, 128], 65);
-        assert!(kernel.masks(&conv, &wide, &hyper).is_none(), "128 channels");
+        assert!(kernel.masks(&wide, &hyper).is_none(), "128 channels");
         let other_batch = probe_tensor(&[5, 4, 32], 66);
         assert!(
-            kernel.masks(&conv, &pixels, &other_batch).is_none(),
+            kernel.masks(&pixels, &other_batch).is_none(),
             "5 hypernetwork rows for 4 images"
         );
         let double = pixels.to_kind(Kind::Double);
-        assert!(kernel.masks(&conv, &double, &hyper).is_none(), "float64");
+        assert!(kernel.masks(&double, &hyper).is_none(), "float64");
         let weights = Weights::from_tensors(vec![
             ("weight".to_string(), probe_tensor(&[128, 32, 2, 2], 61)),
             ("bias".to_string(), probe_tensor(&[32], 62)),

@@ -43,9 +43,10 @@ pub(crate) fn sleef_expf(d: f32) -> f32 {
     const R_LN2: f32 = std::f32::consts::LOG2_E;
     let l2u = f32::from_bits(0x3f31_7200); // 0.693145751953125
     let l2l = f32::from_bits(0x35bf_be8e); // 1.4286068e-6
-                                           // The flushes at the end decide every result for d outside [−104, 100], where
-                                           // |q| < 151: bounding q first changes no result and lets the conversion vectorise
-                                           // (Rust's saturating `as` does not).
+
+    // The flushes at the end decide every result for d outside [−104, 100], where
+    // |q| < 151: bounding q first changes no result and lets the conversion vectorise
+    // (Rust's saturating `as` does not).
     #[allow(clippy::manual_clamp)] // clamp keeps a NaN, which the conversion must not see
     let qf = (d * R_LN2).round_ties_even().max(-200.0).min(200.0);
     // SAFETY: qf is an integer within ±200 (max and min give the bound for a NaN).
