@@ -58,6 +58,7 @@ mod components;
 mod config;
 mod error;
 mod image_encoder;
+mod image_rows;
 mod mask_decoder;
 mod mask_product;
 mod norm_gelu;

@@ -122,17 +122,25 @@ pub(crate) fn token_image_scores(q: &Tensor, k: &Tensor, heads: i64, divisor: f6
     {
         return libtorch();
     }
-    let c = width / heads;
-    let exact = probed(Probe::TokenImageScores([b, n, hw, heads, c]), || {
-        let q = probe_tensor(&[b, n, width], 11);
-        let k = probe_tensor(&[b, hw, width], 12);
-        scores_kernel(&q, &k, heads, 1.0).equal(&libtorch_token_image_scores(&q, &k, heads))
-    });
-    match (exact, exact_inverse(divisor)) {
+    match (
+        scores_kernel_exact(b, n, hw, heads, width / heads),
+        exact_inverse(divisor),
+    ) {
         (true, Some(scale)) => scores_kernel(q, k, heads, scale),
         (true, None) => scores_kernel(q, k, heads, 1.0) / divisor,
         (false, _) => libtorch(),
     }
+}
+
+/// Whether [`token_image_scores`]'s kernel gives LibTorch's bits for `(batch, tokens,
+/// image tokens, heads, head width)`: [`probed`] once per shape.
+pub(crate) fn scores_kernel_exact(b: i64, n: i64, hw: i64, heads: i64, c: i64) -> bool {
+    probed(Probe::TokenImageScores([b, n, hw, heads, c]), || {
+        let width = heads * c;
+        let q = probe_tensor(&[b, n, width], 11);
+        let k = probe_tensor(&[b, hw, width], 12);
+        scores_kernel(&q, &k, heads, 1.0).equal(&libtorch_token_image_scores(&q, &k, heads))
+    })
 }
 
 /// The reference's expression for [`token_image_scores`] (`Attention._separate_heads`,
@@ -189,6 +197,12 @@ pub(crate) fn libtorch_mix(scores: &Tensor, divisor: f64, v: &Tensor, heads: i64
 /// order than one fused multiply-add per term from zero, as on some CPUs): the caller then
 /// computes the scores and the mix apart.
 pub(crate) fn image_token_attention(q: &Tensor, k: &Tensor, v: &Tensor, divisor: f64) -> Option<Tensor> {
+    image_token_attention_scale(q, k, v, divisor).map(|scale| attention_kernel(q, k, v, scale))
+}
+
+/// The softmax factor [`image_token_attention`]'s kernel runs with on these operands, or
+/// `None` where it does not apply or its probe refused it (the function's docs).
+pub(crate) fn image_token_attention_scale(q: &Tensor, k: &Tensor, v: &Tensor, divisor: f64) -> Option<f32> {
     let ((b, heads, hw, c), (kb, n, width)) = (q.size4().ok()?, k.size3().ok()?);
     let strides = q.stride();
     let fits = v.size() == k.size()
@@ -210,7 +224,66 @@ pub(crate) fn image_token_attention(q: &Tensor, k: &Tensor, v: &Tensor, divisor:
         let want = libtorch_mix(&libtorch_token_image_scores(&q, &k, heads), divisor, &v, heads);
         attention_kernel(&separate_heads(&q, heads), &k, &v, scale).equal(&want)
     });
-    exact.then(|| attention_kernel(q, k, v, scale))
+    exact.then_some(scale)
+}
+
+/// The token count and heads of one prompt's attention, for the kernels on a block of
+/// image rows ([`attention_rows`], [`score_rows`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenHeads {
+    /// Prompt tokens.
+    pub(crate) tokens: usize,
+    /// Heads.
+    pub(crate) heads: usize,
+    /// Head width.
+    pub(crate) c: usize,
+}
+
+/// [`image_token_attention`]'s kernel for one prompt on a block of image rows: the image
+/// queries of `source` ([`Scores::Queries`], from the block's first row) against its token
+/// keys, the mix of the `(N, H·c)` token `values` into `out`, `(rows, H·c)`; `scale` is
+/// [`image_token_attention_scale`]'s. Each row's values are those of the whole-tensor
+/// kernel (every row is computed alone).
+pub(crate) fn attention_rows(
+    source: &Scores,
+    values: &[f32],
+    shape: TokenHeads,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let width = shape.heads * shape.c;
+    let dims = MixDims {
+        image: out.len() / width,
+        tokens: shape.tokens,
+        heads: shape.heads,
+        c: shape.c,
+    };
+    mix_one(source, values, out, &dims, scale);
+}
+
+/// [`token_image_scores`]'s kernel for one prompt on a block of image rows: its `(N, H·c)`
+/// token queries `q` against the `H·c` keys that begin each of the block's rows of `keys`
+/// (`key_row_stride` floats apart), each sum multiplied by `scale` (a power of two), into
+/// `out` as `(H, N, rows)`: the values the whole-tensor kernel writes for those rows.
+pub(crate) fn score_rows(
+    q: &[f32],
+    keys: &[f32],
+    key_row_stride: usize,
+    shape: TokenHeads,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let dims = ScoreDims {
+        batch: 1,
+        tokens: shape.tokens,
+        image: out.len() / (shape.heads * shape.tokens),
+        heads: shape.heads,
+        c: shape.c,
+        key_batch_stride: 0,
+        key_row_stride,
+        scale,
+    };
+    scores_one(q, keys, out, &dims);
 }
 
 /// The kernel of [`image_token_attention`] (shapes and strides already checked).
@@ -311,7 +384,7 @@ struct MixDims {
 }
 
 /// Where one prompt's image → token scores come from.
-enum Scores<'a> {
+pub(crate) enum Scores<'a> {
     /// Its `(H, HW, N)` scores, computed before.
     Plane(&'a [f32]),
     /// Computed here from its image queries (element `(h, r, i)` at `h · head_stride +

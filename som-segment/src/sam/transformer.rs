@@ -5,11 +5,13 @@ use tch::{Kind, Tensor};
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
+use super::image_rows::{Chain, Layer};
 use super::products::{
-    image_token_attention, image_token_mix, libtorch_mix, libtorch_token_image_scores, probe_tensor, probed,
-    recombine_heads, separate_heads, token_image_scores, Probe,
+    image_token_attention, image_token_attention_scale, image_token_mix, libtorch_mix,
+    libtorch_token_image_scores, probe_tensor, probed, recombine_heads, scores_kernel_exact, separate_heads,
+    token_image_scores, Probe,
 };
-use super::softmax::libtorch_scaled_softmax;
+use super::softmax::{exact_inverse, libtorch_scaled_softmax};
 use super::SamError;
 use crate::torch::gemm::{PackedLinear, BLOCKS};
 use crate::torch::layer_norm::RowNorm;
@@ -27,6 +29,8 @@ pub(crate) struct Attention {
     v_proj: Linear,
     out_proj: Linear,
     num_heads: i64,
+    /// What the scores are divided by: the square root of the head width.
+    divisor: f64,
 }
 
 impl Attention {
@@ -38,6 +42,7 @@ impl Attention {
             v_proj: Linear::load(&vb.pp("v_proj"), dim, internal, true)?,
             out_proj: Linear::load(&vb.pp("out_proj"), internal, dim, true)?,
             num_heads,
+            divisor: ((internal / num_heads) as f64).sqrt(),
         })
     }
 
@@ -47,53 +52,15 @@ impl Attention {
     }
 
     pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-        self.attend(
-            &self.q_proj.forward(q),
-            &self.k_proj.forward(k),
-            &self.v_proj.forward(v),
-            Kernels::LibTorch,
-        )
+        let (q, k, v) = (
+            self.q_proj.forward(q),
+            self.k_proj.forward(k),
+            self.v_proj.forward(v),
+        );
+        let scores = libtorch_token_image_scores(&q, &k, self.num_heads);
+        self.out_proj
+            .forward(&libtorch_mix(&scores, self.divisor, &v, self.num_heads))
     }
-
-    /// The attention of projected `(B, N, C_int)` queries, keys and values, with
-    /// `kernels` in place of some of LibTorch's operations (the same values).
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
-        self.out_proj.forward(&self.mix(q, k, v, kernels))
-    }
-
-    /// [`Self::attend`] before the output projection: the heads' mixes of the values,
-    /// recombined, `(B, N, C_int)`.
-    fn mix(&self, q: &Tensor, k: &Tensor, v: &Tensor, kernels: Kernels) -> Tensor {
-        let heads = self.num_heads;
-        let divisor = ((q.size()[2] / heads) as f64).sqrt();
-        match kernels {
-            Kernels::LibTorch => libtorch_mix(&libtorch_token_image_scores(q, k, heads), divisor, v, heads),
-            Kernels::TokenToImage => {
-                let probabilities = token_image_scores(q, k, heads, divisor).softmax(-1, None::<Kind>);
-                recombine_heads(&probabilities.matmul(&separate_heads(v, heads)))
-            }
-            Kernels::ImageToToken => image_token_attention(&self.separate_heads(q), k, v, divisor)
-                .unwrap_or_else(|| {
-                    image_token_mix(&libtorch_token_image_scores(q, k, heads), divisor, v, heads)
-                }),
-        }
-    }
-}
-
-/// Which of the exact kernels an attention uses instead of LibTorch's operations (the
-/// same bits, faster; the shared-image decoder only, which the generator checks against
-/// the reference path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernels {
-    /// LibTorch's operations, as the reference's module.
-    LibTorch,
-    /// Prompt tokens attending to the image: scores by [`token_image_scores`], without
-    /// copying the image keys per head, divided as they are written.
-    TokenToImage,
-    /// The image attending to prompt tokens: scores, softmax and mix in one pass by
-    /// [`image_token_attention`] where it applies, else the softmax over the few scores and
-    /// the mix of the token values by [`image_token_mix`].
-    ImageToToken,
 }
 
 /// The parts of the first block that depend on the image alone (one image embedding,
@@ -162,10 +129,26 @@ fn packed_forward(
 ) -> Option<Tensor> {
     let packed = packed?;
     let (b, m, k) = x.size3().ok()?;
-    let out = packed.out_dim();
     let batches = |t: Option<&Tensor>| t.map_or(0, |t| t.size().first().copied().unwrap_or(0));
-    let (add_batches, res_batches) = (batches(x_add), batches(residual));
-    let block = BLOCKS.into_iter().find(|&block| {
+    let block = packed_block(packed, [b, m, k, batches(x_add), batches(residual)])?;
+    let Some((norm, exact)) = norm else {
+        return packed.forward(x, x_add, residual, block, None);
+    };
+    match exact.and_then(exact_norm) {
+        Some(exact) => packed.forward(x, x_add, residual, block, Some(exact)),
+        None => packed
+            .forward(x, x_add, residual, block, None)
+            .map(|out| norm.forward(&out)),
+    }
+}
+
+/// The first block of [`BLOCKS`] in which `packed` gives the bits of LibTorch's linear
+/// layer and additions (`residual + ((x + x_add) Wᵀ + b)`) on `(b, m, k)` inputs with
+/// `add_batches` and `res_batches` batches of addition and residual (0: none), as a probe
+/// found once per shape; `None` where no block does.
+fn packed_block(packed: &PackedLinear, [b, m, k, add_batches, res_batches]: [i64; 5]) -> Option<usize> {
+    let out = packed.out_dim();
+    BLOCKS.into_iter().find(|&block| {
         probed(
             Probe::PackedLinear([b, m, k, out, add_batches, res_batches, block as i64]),
             || {
@@ -187,21 +170,13 @@ fn packed_forward(
                     .is_some_and(|got| got.equal(&want))
             },
         )
-    })?;
-    let Some((norm, exact)) = norm else {
-        return packed.forward(x, x_add, residual, block, None);
-    };
-    let exact = exact.filter(|exact| {
-        probed(Probe::LayerNorm(exact.width() as i64), || {
-            exact.matches_libtorch()
-        })
-    });
-    match exact {
-        Some(exact) => packed.forward(x, x_add, residual, block, Some(exact)),
-        None => packed
-            .forward(x, x_add, residual, block, None)
-            .map(|out| norm.forward(&out)),
-    }
+    })
+}
+
+/// `norm` where a probe found that its kernel gives LibTorch's LayerNorm bits for its
+/// width.
+fn exact_norm(norm: &RowNorm) -> Option<&RowNorm> {
+    probed(Probe::LayerNorm(norm.width() as i64), || norm.matches_libtorch()).then_some(norm)
 }
 
 impl TwoWayAttentionBlock {
@@ -245,77 +220,47 @@ impl TwoWayAttentionBlock {
         })
     }
 
-    /// The block on `(B, N, C)` tokens and `(B, hw, C)` image keys; `fast` computes the same
-    /// values with the exact kernels ([`Kernels`], [`Self::image_projections`]).
+    /// The block on `(B, N, C)` tokens and `(B, hw, C)` image keys, by LibTorch's operations
+    /// as the reference's module.
     fn forward(
         &self,
         queries: &Tensor,
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
-        fast: bool,
     ) -> (Tensor, Tensor) {
+        let queries = self.self_attention(queries, query_pe);
+        // Upstream adds the position encodings to the unchanged keys twice in a block; once
+        // gives the same values.
+        let k = keys + key_pe;
+        let attn_out = self
+            .cross_attn_token_to_image
+            .forward(&(&queries + query_pe), &k, keys);
+        let queries = self.after_token_to_image(&queries, &attn_out);
+        let attn_out = self
+            .cross_attn_image_to_token
+            .forward(&k, &(&queries + query_pe), &queries);
+        let keys = self.norm4.forward(&(keys + attn_out));
+        (queries, keys)
+    }
+
+    /// The tokens' self-attention and `norm1` (block 0 skips the position encodings).
+    fn self_attention(&self, queries: &Tensor, query_pe: &Tensor) -> Tensor {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)
         } else {
             let q = queries + query_pe;
             queries + self.self_attn.forward(&q, &q, queries)
         };
-        let queries = self.norm1.forward(&queries);
+        self.norm1.forward(&queries)
+    }
 
-        let q = &queries + query_pe;
-        let (t2i, i2t) = (&self.cross_attn_token_to_image, &self.cross_attn_image_to_token);
-        let (t2i_keys, i2t_queries) = if fast {
-            self.image_projections(keys, key_pe)
-        } else {
-            // Upstream adds the position encodings to the unchanged keys twice in a block
-            // and projects the sum in each cross attention; once each gives the same values.
-            let k = keys + key_pe;
-            (t2i.k_proj.forward(&k), i2t.q_proj.forward(&k))
-        };
-        let values = if fast {
-            packed_forward(self.packed.t2i_v.as_ref(), keys, None, None, None)
-        } else {
-            None
-        };
-        let kernels = |fast_kernels| {
-            if fast {
-                fast_kernels
-            } else {
-                Kernels::LibTorch
-            }
-        };
-        let attn_out = t2i.attend(
-            &t2i.q_proj.forward(&q),
-            &t2i_keys,
-            &values.unwrap_or_else(|| t2i.v_proj.forward(keys)),
-            kernels(Kernels::TokenToImage),
-        );
-        let queries = self.norm2.forward(&(&queries + attn_out));
-
+    /// The tokens after their attention to the image (`attn_out`): `norm2`, the MLP and
+    /// `norm3`.
+    fn after_token_to_image(&self, queries: &Tensor, attn_out: &Tensor) -> Tensor {
+        let queries = self.norm2.forward(&(queries + attn_out));
         let queries = &queries + self.mlp.forward(&queries);
-        let queries = self.norm3.forward(&queries);
-
-        let q = &queries + query_pe;
-        let mixed = i2t.mix(
-            &i2t_queries,
-            &i2t.k_proj.forward(&q),
-            &i2t.v_proj.forward(&queries),
-            kernels(Kernels::ImageToToken),
-        );
-        let fused = if fast {
-            packed_forward(
-                self.packed.i2t_out.as_ref(),
-                &mixed,
-                None,
-                Some(keys),
-                Some((&self.norm4, self.packed.norm4.as_ref())),
-            )
-        } else {
-            None
-        };
-        let keys = fused.unwrap_or_else(|| self.norm4.forward(&(keys + i2t.out_proj.forward(&mixed))));
-        (queries, keys)
+        self.norm3.forward(&queries)
     }
 
     /// The token → image keys and the image → token queries of `(B, hw, C)` image tokens
@@ -395,7 +340,7 @@ impl TwoWayTransformer {
         let mut queries = point_embedding.shallow_clone();
         let mut keys = image_embedding;
         for layer in &self.layers {
-            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe, false);
+            (queries, keys) = layer.forward(&queries, &keys, point_embedding, &image_pe);
         }
         let q = &queries + point_embedding;
         let k = &keys + &image_pe;
@@ -435,63 +380,268 @@ impl TwoWayTransformer {
     /// [`Self::forward`] for `(B, N, C)` prompt tokens on the image of `shared`, reusing its
     /// image-only parts: the same values as `forward` on `B` copies of the image.
     pub(crate) fn forward_shared(&self, shared: &SharedImage, point_embedding: &Tensor) -> (Tensor, Tensor) {
+        let (queries, keys, _) = self.forward_shared_with(shared, point_embedding, true);
+        (queries, keys)
+    }
+
+    /// [`Self::forward_shared`], the image side of each block by [`Chain`] where `rows` and
+    /// the probes allow it, by whole-tensor operations otherwise (the same values); also
+    /// how many blocks went through [`Chain`].
+    ///
+    /// The blocks' steps run in another order than the reference's: the tokens do not
+    /// change in a block's image → token attention, so the next attention's token queries
+    /// are computed before it, and the image side runs from one block's image → token
+    /// attention up to the next token → image attention's scores in one go.
+    fn forward_shared_with(
+        &self,
+        shared: &SharedImage,
+        point_embedding: &Tensor,
+        rows: bool,
+    ) -> (Tensor, Tensor, usize) {
         let first = &self.layers[0];
         let pe = point_embedding;
         let b = pe.size()[0];
-        // Block 0 skips the query position encoding in its self-attention.
-        let queries = first.self_attn.forward(pe, pe, pe);
-        let queries = first.norm1.forward(&queries);
+        let queries = first.self_attention(pe, pe);
         // Token -> image: all prompts' queries against the shared keys, one bmm per head.
         let a = &first.cross_attn_token_to_image;
         let q = a.separate_heads(&a.q_proj.forward(&(&queries + pe)));
         let (_, heads, n, c) = q.size4().expect("heads are (B, H, N, C)");
         let q_all = q.permute([1, 0, 2, 3]).reshape([heads, b * n, c]);
-        let attn = libtorch_scaled_softmax(&q_all.bmm(&shared.t2i_k), (c as f64).sqrt());
+        let attn = libtorch_scaled_softmax(&q_all.bmm(&shared.t2i_k), a.divisor);
         let out = attn
             .bmm(&shared.t2i_v)
             .reshape([heads, b, n, c])
             .permute([1, 0, 2, 3]);
         let attn_out = a.out_proj.forward(&recombine_heads(&out));
-        let queries = first.norm2.forward(&(&queries + attn_out));
-        let queries = &queries + first.mlp.forward(&queries);
-        let queries = first.norm3.forward(&queries);
-        // Image -> token: the shared image queries against each prompt's tokens.
-        let i = &first.cross_attn_image_to_token;
-        let k = i.k_proj.forward(&(&queries + pe));
-        let v = i.v_proj.forward(&queries);
-        let divisor = (c as f64).sqrt();
-        let image_queries = shared.i2t_q.unsqueeze(0).expand([b, -1, -1, -1], false);
-        let mixed = image_token_attention(&image_queries, &k, &v, divisor).unwrap_or_else(|| {
-            let k = i.separate_heads(&k);
-            let scores: Vec<Tensor> = (0..b)
-                .map(|j| shared.i2t_q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
-                .collect();
-            image_token_mix(&Tensor::stack(&scores, 0), divisor, &v, i.num_heads)
-        });
+        let mut queries = first.after_token_to_image(&queries, &attn_out);
+        // Block 0's image -> token attention reads the shared image queries; the image
+        // keys before it are the shared ones.
+        let mut image_queries = ImageQueries::Shared(&shared.i2t_q);
+        let mut keys = shared.keys.shallow_clone();
+        let mut by_rows = 0;
+        for (index, block) in self.layers.iter().enumerate() {
+            let next = self.layers.get(index + 1);
+            let i2t = &block.cross_attn_image_to_token;
+            let token_keys = i2t.k_proj.forward(&(&queries + pe));
+            let token_values = i2t.v_proj.forward(&queries);
+            let (before, t2i) = match next {
+                Some(next) => (next.self_attention(&queries, pe), &next.cross_attn_token_to_image),
+                None => (queries, &self.final_attn_token_to_image),
+            };
+            let stage = self.image_stage(
+                &Stage {
+                    block,
+                    next,
+                    image_queries: &image_queries,
+                    token_keys: &token_keys,
+                    token_values: &token_values,
+                    residual: &keys,
+                    key_pe: &shared.key_pe,
+                    token_queries: &t2i.q_proj.forward(&(&before + pe)),
+                },
+                rows,
+            );
+            let probabilities = stage.scores.softmax(-1, None::<Kind>);
+            let mixed = recombine_heads(&probabilities.matmul(&stage.values));
+            let attn_out = t2i.out_proj.forward(&mixed);
+            keys = stage.keys;
+            by_rows += usize::from(stage.by_rows);
+            queries = match (next, stage.image_queries) {
+                (Some(next), Some(projected)) => {
+                    image_queries = ImageQueries::Projected(projected);
+                    next.after_token_to_image(&before, &attn_out)
+                }
+                _ => self.norm_final_attn.forward(&(before + attn_out)),
+            };
+        }
+        (queries, keys, by_rows)
+    }
+
+    /// The image side of [`Self::forward_shared_with`] from `stage.block`'s image → token
+    /// attention to the next attention's scores: by [`Chain`] where `rows` is set and every
+    /// kernel of it applies (probes included), else by whole-tensor operations, each by its
+    /// exact kernel where one applies and by LibTorch otherwise.
+    fn image_stage(&self, stage: &Stage, rows: bool) -> StageOutput {
+        let Stage {
+            block,
+            next,
+            image_queries,
+            token_keys,
+            token_values,
+            residual,
+            key_pe,
+            token_queries,
+        } = *stage;
+        let i2t = &block.cross_attn_image_to_token;
+        let b = token_keys.size()[0];
+        let queries = image_queries.heads(b, i2t.num_heads);
+        if rows {
+            if let Some(out) = self.image_rows(stage, &queries) {
+                return out;
+            }
+        }
+        let mixed = image_token_attention(&queries, token_keys, token_values, i2t.divisor)
+            .unwrap_or_else(|| image_queries.libtorch_mix(token_keys, token_values, i2t));
         let keys = packed_forward(
-            first.packed.i2t_out.as_ref(),
+            block.packed.i2t_out.as_ref(),
             &mixed,
             None,
-            Some(&shared.keys),
-            Some((&first.norm4, first.packed.norm4.as_ref())),
+            Some(residual),
+            Some((&block.norm4, block.packed.norm4.as_ref())),
         )
-        .unwrap_or_else(|| first.norm4.forward(&(&shared.keys + i.out_proj.forward(&mixed))));
-        let mut queries = queries;
-        let mut keys = keys;
-        for layer in &self.layers[1..] {
-            (queries, keys) = layer.forward(&queries, &keys, pe, &shared.key_pe, true);
+        .unwrap_or_else(|| block.norm4.forward(&(residual + i2t.out_proj.forward(&mixed))));
+        let (t2i, t2i_keys, next_queries, values) = match next {
+            Some(next) => {
+                let t2i = &next.cross_attn_token_to_image;
+                let (k, q) = next.image_projections(&keys, key_pe);
+                let values = packed_forward(next.packed.t2i_v.as_ref(), &keys, None, None, None)
+                    .unwrap_or_else(|| t2i.v_proj.forward(&keys));
+                (t2i, k, Some(q), t2i.separate_heads(&values))
+            }
+            None => {
+                let f = &self.final_attn_token_to_image;
+                let (packed_k, packed_v) = &self.final_packed;
+                let k = packed_forward(packed_k.as_ref(), &keys, Some(key_pe), None, None)
+                    .unwrap_or_else(|| f.k_proj.forward(&(&keys + key_pe)));
+                let values = packed_forward(packed_v.as_ref(), &keys, None, None, None)
+                    .unwrap_or_else(|| f.v_proj.forward(&keys));
+                (f, k, None, f.separate_heads(&values))
+            }
+        };
+        StageOutput {
+            scores: token_image_scores(token_queries, &t2i_keys, t2i.num_heads, t2i.divisor),
+            keys,
+            image_queries: next_queries,
+            values,
+            by_rows: false,
         }
-        let q = &queries + pe;
-        let f = &self.final_attn_token_to_image;
-        let (packed_k, packed_v) = &self.final_packed;
-        let k = packed_forward(packed_k.as_ref(), &keys, Some(&shared.key_pe), None, None)
-            .unwrap_or_else(|| f.k_proj.forward(&(&keys + &shared.key_pe)));
-        let v = packed_forward(packed_v.as_ref(), &keys, None, None, None)
-            .unwrap_or_else(|| f.v_proj.forward(&keys));
-        let attn_out = f.attend(&f.q_proj.forward(&q), &k, &v, Kernels::TokenToImage);
-        let queries = self.norm_final_attn.forward(&(queries + attn_out));
-        (queries, keys)
     }
+
+    /// [`Self::image_stage`] by [`Chain`] on the `(B, H, HW, c)` image `queries`; `None`
+    /// where a kernel of the chain does not apply or a probe refused it for these shapes.
+    fn image_rows(&self, stage: &Stage, queries: &Tensor) -> Option<StageOutput> {
+        let (block, next, token_keys, residual) = (stage.block, stage.next, stage.token_keys, stage.residual);
+        let i2t = &block.cross_attn_image_to_token;
+        let attention_scale =
+            image_token_attention_scale(queries, token_keys, stage.token_values, i2t.divisor)?;
+        let ((b, n, inner), (res_batches, hw, width)) = (token_keys.size3().ok()?, residual.size3().ok()?);
+        // A packed layer on `(b, hw, k)` inputs with `add` and `res` batches of addition and
+        // residual, with the block its probe found.
+        fn layer(packed: Option<&PackedLinear>, shape: [i64; 5]) -> Option<Layer<'_>> {
+            let packed = packed?;
+            Some(Layer {
+                packed,
+                block: packed_block(packed, shape)?,
+            })
+        }
+        let out = layer(block.packed.i2t_out.as_ref(), [b, hw, inner, 0, res_batches])?;
+        let norm = exact_norm(block.packed.norm4.as_ref()?)?;
+        let (t2i, keys, values) = match next {
+            Some(next) => (
+                &next.cross_attn_token_to_image,
+                layer(next.packed.projections.as_ref(), [b, hw, width, 1, 0])?,
+                layer(next.packed.t2i_v.as_ref(), [b, hw, width, 0, 0])?,
+            ),
+            None => (
+                &self.final_attn_token_to_image,
+                layer(self.final_packed.0.as_ref(), [b, hw, width, 1, 0])?,
+                layer(self.final_packed.1.as_ref(), [b, hw, width, 0, 0])?,
+            ),
+        };
+        let heads = t2i.num_heads;
+        let exact_scores = scores_kernel_exact(b, n, hw, heads, inner / heads);
+        let score_scale = exact_inverse(t2i.divisor).filter(|_| exact_scores)?;
+        let out = Chain {
+            queries,
+            token_keys,
+            token_values: stage.token_values,
+            attention_scale,
+            out,
+            norm,
+            residual,
+            keys,
+            key_pe: stage.key_pe,
+            values,
+            token_queries: stage.token_queries,
+            score_scale,
+        }
+        .run()?;
+        Some(StageOutput {
+            image_queries: out.queries,
+            keys: out.keys,
+            values: out.values,
+            scores: out.scores,
+            by_rows: true,
+        })
+    }
+}
+
+/// Where a block's image → token attention finds its image queries.
+enum ImageQueries<'a> {
+    /// Block 0's: `(H, HW, c)`, one image's for every prompt ([`SharedImage::i2t_q`]).
+    Shared(&'a Tensor),
+    /// A later block's: `(B, HW, H·c)`, the second half of the stacked projection.
+    Projected(Tensor),
+}
+
+impl ImageQueries<'_> {
+    /// The `(B, H, HW, c)` per-head view of the queries for `b` prompts (no copy).
+    fn heads(&self, b: i64, heads: i64) -> Tensor {
+        match self {
+            ImageQueries::Shared(q) => q.unsqueeze(0).expand([b, -1, -1, -1], false),
+            ImageQueries::Projected(q) => separate_heads(q, heads),
+        }
+    }
+
+    /// The attention's mix by LibTorch's scores (on the reference's layout: one bmm per
+    /// prompt for the shared queries) and [`image_token_mix`].
+    fn libtorch_mix(&self, token_keys: &Tensor, token_values: &Tensor, i2t: &Attention) -> Tensor {
+        let heads = i2t.num_heads;
+        let scores = match self {
+            ImageQueries::Shared(q) => {
+                let k = separate_heads(token_keys, heads);
+                let scores: Vec<Tensor> = (0..k.size()[0])
+                    .map(|j| q.bmm(&k.get(j).permute([0, 2, 1]).contiguous()))
+                    .collect();
+                Tensor::stack(&scores, 0)
+            }
+            ImageQueries::Projected(q) => libtorch_token_image_scores(q, token_keys, heads),
+        };
+        image_token_mix(&scores, i2t.divisor, token_values, heads)
+    }
+}
+
+/// The operands of [`TwoWayTransformer::image_stage`]: `block`'s image → token attention
+/// of the `image_queries` on `(B, N, H·c)` token keys and values, with `residual` (`(1 or
+/// B, HW, C)` image keys) and `norm4`, then the token → image attention that follows
+/// (`next`'s, the final one when `None`) on the new keys, for its `(B, N, H·c)` projected
+/// `token_queries`.
+#[derive(Clone, Copy)]
+struct Stage<'a> {
+    block: &'a TwoWayAttentionBlock,
+    next: Option<&'a TwoWayAttentionBlock>,
+    image_queries: &'a ImageQueries<'a>,
+    token_keys: &'a Tensor,
+    token_values: &'a Tensor,
+    residual: &'a Tensor,
+    key_pe: &'a Tensor,
+    token_queries: &'a Tensor,
+}
+
+/// What [`TwoWayTransformer::image_stage`] gives.
+struct StageOutput {
+    /// `(B, HW, C)`: the block's new image keys.
+    keys: Tensor,
+    /// `(B, HW, H·c)`: the next block's image → token queries (`None` before the final
+    /// attention).
+    image_queries: Option<Tensor>,
+    /// `(B, H, HW, c)`: the token → image attention's values per head (a view or a
+    /// contiguous tensor: the same values).
+    values: Tensor,
+    /// `(B, H, N, HW)`: its scores, divided.
+    scores: Tensor,
+    /// Whether [`Chain`] computed it.
+    by_rows: bool,
 }
 
 #[cfg(test)]
@@ -593,9 +743,27 @@ pub(crate) mod tests {
                 &tokens,
             );
             let shared = transformer.share_image(&image, &pe).expect("two blocks");
-            let (got_q, got_k) = transformer.forward_shared(&shared, &tokens);
-            assert!(got_q.equal(&want_q), "{prompts} prompts: tokens differ");
-            assert!(got_k.equal(&want_k), "{prompts} prompts: image keys differ");
+            for rows in [true, false] {
+                let (got_q, got_k, by_rows) = transformer.forward_shared_with(&shared, &tokens, rows);
+                assert!(
+                    got_q.equal(&want_q),
+                    "{prompts} prompts, rows {rows}: tokens differ"
+                );
+                assert!(
+                    got_k.equal(&want_k),
+                    "{prompts} prompts, rows {rows}: image keys differ"
+                );
+                // Both blocks' image sides go through the chain wherever its kernels apply
+                // (the image -> token attention's probe refuses it on some CPUs).
+                let chain = rows
+                    && crate::torch::gemm::has_avx2_fma()
+                    && probed(Probe::ImageTokenAttention([prompts, 4096, 7, 8, 16]), || false);
+                assert_eq!(
+                    by_rows,
+                    if chain { 2 } else { 0 },
+                    "{prompts} prompts, rows {rows}"
+                );
+            }
         }
         if !crate::torch::gemm::has_avx2_fma() {
             return;

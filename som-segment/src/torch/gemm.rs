@@ -185,6 +185,53 @@ impl PackedLinear {
         Some(out)
     }
 
+    /// [`Self::forward`] on one block of rows, on the calling thread: `out` (whole rows of
+    /// the output width) = `residual + ((x + x_add) Wᵀ + b)`, normalised by `norm` where
+    /// given, with `x` and `x_add` the same rows of the input width and `residual` of the
+    /// output width. The caller has chosen `block` (one of [`BLOCKS`] dividing the input
+    /// width, as [`Self::forward`] requires) and checked `norm`'s width.
+    ///
+    /// # Panics
+    /// If a slice's length is not its rows' count times its width, or `block` does not
+    /// divide the input width.
+    pub(crate) fn rows_into(
+        &self,
+        x: &[f32],
+        x_add: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        norm: Option<&RowNorm>,
+        block: usize,
+        out: &mut [f32],
+    ) {
+        let rows = out.len() / self.out_dim;
+        assert_eq!(out.len(), rows * self.out_dim, "whole output rows");
+        assert_eq!(x.len(), rows * self.in_dim, "as many input rows as output rows");
+        assert!(
+            x_add.is_none_or(|add| add.len() == x.len()),
+            "an input addition per input"
+        );
+        assert!(
+            residual.is_none_or(|res| res.len() == out.len()),
+            "a residual per output"
+        );
+        assert!(
+            norm.is_none_or(|norm| norm.width() == self.out_dim),
+            "a norm as wide as the output"
+        );
+        assert!(
+            block > 0 && self.in_dim.is_multiple_of(block),
+            "a block that divides the input width"
+        );
+        let inputs = Inputs {
+            x,
+            x_add,
+            residual,
+            rows_per_batch: rows,
+            norm,
+        };
+        self.rows(&inputs, 0, out, block);
+    }
+
     /// The output rows from `first` on, into `out` (whole rows), summed in blocks of `block`
     /// inputs.
     fn rows(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
