@@ -108,9 +108,10 @@ impl Chain<'_> {
             && [self.residual, self.key_pe]
                 .iter()
                 .all(|t| f32_cpu(t) && t.is_contiguous())
-            && self.out.packed.out_dim() == width
+            && (self.out.packed.in_dim(), self.out.packed.out_dim()) == (inner, width)
             && self.norm.width() == width as usize
-            && self.values.packed.out_dim() == inner
+            && (self.values.packed.in_dim(), self.values.packed.out_dim()) == (width, inner)
+            && self.keys.packed.in_dim() == width
             && projected_width >= inner;
         if !fits || [b, n, hw, heads, c].contains(&0) {
             return None;

@@ -244,6 +244,11 @@ pub(crate) struct TokenHeads {
 /// keys, the mix of the `(N, H·c)` token `values` into `out`, `(rows, H·c)`; `scale` is
 /// [`image_token_attention_scale`]'s. Each row's values are those of the whole-tensor
 /// kernel (every row is computed alone).
+///
+/// # Panics
+/// If the source is [`Scores::Queries`] and there are more than 8 tokens or heads wider
+/// than 16 (the whole-tensor kernel's limits, which [`image_token_attention_scale`]
+/// checks).
 pub(crate) fn attention_rows(
     source: &Scores,
     values: &[f32],
@@ -251,6 +256,12 @@ pub(crate) fn attention_rows(
     scale: f32,
     out: &mut [f32],
 ) {
+    if let Scores::Queries { .. } = source {
+        assert!(
+            shape.tokens <= LANES && shape.c <= MAX_HEAD_WIDTH,
+            "at most {LANES} tokens and heads of at most {MAX_HEAD_WIDTH}"
+        );
+    }
     let width = shape.heads * shape.c;
     let dims = MixDims {
         image: out.len() / width,

@@ -125,6 +125,11 @@ impl PackedLinear {
         self.out_dim as i64
     }
 
+    /// The input width.
+    pub(crate) fn in_dim(&self) -> i64 {
+        self.in_dim as i64
+    }
+
     /// `residual + ((x + x_add) Wᵀ + b)` for `(B, M, in)` inputs `x`, with the optional
     /// `(1 or B, M, in)` `x_add` and `(1 or B, M, out)` `residual` (a batch of one is
     /// shared by all), the products summed in blocks of `block` inputs: the values of
