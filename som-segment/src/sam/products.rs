@@ -386,7 +386,7 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
     out
 }
 
-/// The shapes of one [`mix`] call.
+/// The shapes of one [`mix_any`] call.
 struct MixDims {
     image: usize,
     tokens: usize,
