@@ -175,7 +175,7 @@ impl MaskDecoder {
     /// size, which `shared_decoder_matches` in the generator checks on each crop), but a
     /// group's tensors between the transformer's row chains (`super::image_rows`) stay
     /// small where a whole batch's (256 MB per image-token tensor at 64 prompts) went
-    /// through memory at every step; groups of 8 and 16 took 8% and 18% longer than groups
+    /// through memory at every step; groups of 8 and 16 took 8–9% and 19–20% longer than groups
     /// of 4 in whole generator runs. The IoU head and the hypernetworks then run on the
     /// whole batch, as in the reference.
     pub(crate) fn decode_shared(&self, shared: &SharedImage, sparse: &Tensor) -> DecodedTokens {
