@@ -16,7 +16,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::products::{attention_rows, score_rows, Scores, TokenHeads};
+use super::products::{attention_rows, extent, score_rows, Scores, TokenHeads};
 use crate::torch::gemm::PackedLinear;
 use crate::torch::layer_norm::RowNorm;
 use crate::torch::parallel::for_each_index;
@@ -141,7 +141,7 @@ impl Chain<'_> {
         let queries = empty(&[b, hw, extra]);
         let values = empty(&[b, shape.heads, hw, shape.c]);
         let scores = empty(&[b, shape.heads, shape.tokens, hw]);
-        let q_len = sb * (b - 1) + sh * (shape.heads - 1) + sr * (hw - 1) + shape.c;
+        let q_len = extent(self.queries);
         // SAFETY: every element of the queries lies within `q_len` of their data pointer
         // (non-negative strides, checked above); the other inputs are contiguous float32
         // CPU tensors of the sizes checked above. All outlive the slices, which are only

@@ -99,6 +99,25 @@ pub(crate) fn recombine_heads(x: &Tensor) -> Tensor {
     x.transpose(1, 2).reshape([b, n, h * c])
 }
 
+/// How many floats from `t`'s data pointer its elements span: the offset of its last
+/// element plus one, 0 when it has none (what a kernel reading a strided view in place
+/// may borrow).
+///
+/// # Panics
+/// If a stride is negative (the span would begin before the data pointer).
+pub(crate) fn extent(t: &Tensor) -> usize {
+    let (size, stride) = (t.size(), t.stride());
+    assert!(stride.iter().all(|&s| s >= 0), "non-negative strides");
+    if size.contains(&0) {
+        return 0;
+    }
+    1 + size
+        .iter()
+        .zip(&stride)
+        .map(|(&n, &s)| ((n - 1) * s) as usize)
+        .sum::<usize>()
+}
+
 /// Whether the kernels can read `t` in place: float32 on the CPU.
 fn cpu_f32(t: &Tensor) -> bool {
     t.kind() == Kind::Float && t.device() == Device::Cpu
@@ -285,7 +304,6 @@ pub(crate) fn score_rows(
     out: &mut [f32],
 ) {
     let dims = ScoreDims {
-        batch: 1,
         tokens: shape.tokens,
         image: out.len() / (shape.heads * shape.tokens),
         heads: shape.heads,
@@ -312,12 +330,7 @@ fn attention_kernel(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Tensor {
         heads: heads as usize,
         c: c as usize,
     };
-    // The queries' extent: their last element.
-    let q_len = if [b, heads, hw, c].contains(&0) {
-        0
-    } else {
-        (sb * (b - 1) + sh * (heads - 1) + sr * (hw - 1) + c) as usize
-    };
+    let q_len = extent(q);
     // SAFETY: every element of `q` lies within `q_len` of its data pointer (its strides are
     // non-negative, checked by the caller), `k` and `v` are contiguous, all float32 CPU
     // tensors that outlive the slices, which are only read; `out` was just allocated here,
@@ -553,7 +566,6 @@ fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64, scale: f32) -> Tensor {
     };
     let out = Tensor::empty([b, heads, n, hw], (Kind::Float, Device::Cpu));
     let dims = ScoreDims {
-        batch: b as usize,
         tokens: n as usize,
         image: hw as usize,
         heads: heads as usize,
@@ -562,12 +574,7 @@ fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64, scale: f32) -> Tensor {
         key_row_stride: sr as usize,
         scale,
     };
-    // The keys' extent: the last element of the last row of the last batch.
-    let k_len = if b == 0 || hw == 0 {
-        0
-    } else {
-        dims.key_batch_stride * (dims.batch - 1) + dims.key_row_stride * (dims.image - 1) + width as usize
-    };
+    let k_len = extent(k);
     // SAFETY: `q` is a contiguous float32 CPU tensor of b·n·width elements; `k` is a float32
     // CPU tensor whose elements all lie within `k_len` of its data pointer (its strides are
     // non-negative and its last one is 1, checked by the caller), and both outlive the
@@ -586,7 +593,6 @@ fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64, scale: f32) -> Tensor {
 
 /// The shapes and key strides of one [`scores`] call.
 struct ScoreDims {
-    batch: usize,
     tokens: usize,
     image: usize,
     heads: usize,

@@ -446,12 +446,15 @@ impl TwoWayTransformer {
             let attn_out = t2i.out_proj.forward(&mixed);
             keys = stage.keys;
             by_rows += usize::from(stage.by_rows);
-            queries = match (next, stage.image_queries) {
-                (Some(next), Some(projected)) => {
+            queries = match next {
+                Some(next) => {
+                    let projected = stage
+                        .image_queries
+                        .expect("a stage before a block gives its queries");
                     image_queries = ImageQueries::Projected(projected);
                     next.after_token_to_image(&before, &attn_out)
                 }
-                _ => self.norm_final_attn.forward(&(before + attn_out)),
+                None => self.norm_final_attn.forward(&(before + attn_out)),
             };
         }
         (queries, keys, by_rows)
