@@ -22,6 +22,7 @@ use super::sam::{ImageEmbedding, Sam, MASK_THRESHOLD};
 use super::transformer::SharedImage;
 use super::upscale::{self, LowRes, UpscalePlan};
 use super::SamError;
+use crate::torch::floats::floats;
 use crate::torch::parallel::for_each_chunk_mut;
 
 /// `is_box_near_crop_edge`'s tolerance, in pixels.
@@ -653,10 +654,9 @@ impl AutomaticMaskGenerator {
                 masks.size(),
             ))));
         }
-        // SAFETY: `masks` is a contiguous CPU f32 tensor of exactly n * px elements
-        // (checked above) and outlives this slice, which is only read.
-        let all: &[f32] =
-            unsafe { std::slice::from_raw_parts(masks.data_ptr() as *const f32, masks.numel()) };
+        // SAFETY: `masks` (contiguous, of exactly n * px elements: checked above) outlives
+        // this slice and is only read while it lives.
+        let all: &[f32] = unsafe { floats(masks) };
         let (hi, lo, stab_thr) = self.stability_thresholds();
         // Sequential on purpose: LibTorch's OpenMP workers spin between operations, and a
         // second thread pool (rayon) contending with them made the next decoder call up to
@@ -724,10 +724,9 @@ impl AutomaticMaskGenerator {
                 low_res.kind()
             ))));
         }
-        // SAFETY: `low_res` is a contiguous CPU f32 tensor of exactly n * lh * lw elements
-        // (checked above) and outlives this slice, which is only read.
-        let all: &[f32] =
-            unsafe { std::slice::from_raw_parts(low_res.data_ptr() as *const f32, low_res.numel()) };
+        // SAFETY: `low_res` (contiguous, of exactly n * lh * lw elements: checked above)
+        // outlives this slice and is only read while it lives.
+        let all: &[f32] = unsafe { floats(low_res) };
         let (hi, lo, stab_thr) = self.stability_thresholds();
         let t0 = MASK_THRESHOLD as f32;
         // Candidates in parallel on LibTorch's threads (each on its own; collected in

@@ -16,7 +16,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::products::{attention_rows, extent, score_rows, Scores, TokenHeads};
+use super::products::{attention_rows, score_rows, Scores, TokenHeads};
+use crate::torch::floats::{floats, SharedOutput};
 use crate::torch::gemm::PackedLinear;
 use crate::torch::layer_norm::RowNorm;
 use crate::torch::parallel::for_each_index;
@@ -141,22 +142,24 @@ impl Chain<'_> {
         let queries = empty(&[b, hw, extra]);
         let values = empty(&[b, shape.heads, hw, shape.c]);
         let scores = empty(&[b, shape.heads, shape.tokens, hw]);
-        let q_len = extent(self.queries);
-        // SAFETY: every element of the queries lies within `q_len` of their data pointer
-        // (non-negative strides, checked above); the other inputs are contiguous float32
-        // CPU tensors of the sizes checked above. All outlive the slices, which are only
-        // read.
+        // SAFETY: the inputs outlive the slices and are only read here; the queries (a view
+        // read in place), residual and positional encodings are the caller's and the token
+        // tensors contiguous copies, none written by anyone while the run lasts.
         let (q, tk, tv, tq, residual, key_pe) = unsafe {
             (
-                floats(self.queries, q_len),
-                floats(&token_keys, token_keys.numel()),
-                floats(&token_values, token_values.numel()),
-                floats(&token_queries, token_queries.numel()),
-                floats(self.residual, self.residual.numel()),
-                floats(self.key_pe, self.key_pe.numel()),
+                floats(self.queries),
+                floats(&token_keys),
+                floats(&token_values),
+                floats(&token_queries),
+                floats(self.residual),
+                floats(self.key_pe),
             )
         };
-        let outputs = [&keys, &queries, &values, &scores].map(Output::new);
+        let outputs = [&keys, &queries, &values, &scores].map(|t| {
+            // SAFETY: the tensors were just allocated here; only this run's pieces of work
+            // write them (at rows no two share, below) and nothing reads them meanwhile.
+            unsafe { SharedOutput::new(t) }
+        });
         let [keys_out, queries_out, values_out, scores_out] = &outputs;
         let per_prompt = shape.tokens * inner;
         let (out, norm, key_layer, value_layer) = (self.out, self.norm, self.keys, self.values);
@@ -260,49 +263,6 @@ fn copy_head(to: &mut [f32], from: &[f32]) {
     match (<&mut [f32; 16]>::try_from(&mut *to), <&[f32; 16]>::try_from(from)) {
         (Ok(to), Ok(from)) => *to = *from,
         _ => to.copy_from_slice(from),
-    }
-}
-
-/// The first `len` floats at `t`'s data pointer.
-///
-/// # Safety
-/// `t` must be a float32 CPU tensor with `len` floats from its data pointer on, that
-/// outlives the slice and is not written while it lives.
-unsafe fn floats(t: &Tensor, len: usize) -> &[f32] {
-    std::slice::from_raw_parts(t.data_ptr() as *const f32, len)
-}
-
-/// A freshly allocated output tensor's floats, written by the pieces of work of one
-/// [`Chain::run`] at places no two of them share.
-struct Output {
-    data: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the pieces of work share an Output only to take disjoint slices of it (see
-// `slice`); the tensor it points into outlives the run.
-unsafe impl Sync for Output {}
-
-impl Output {
-    /// `t`'s floats (a contiguous float32 CPU tensor that nothing else reads or writes
-    /// during the run).
-    fn new(t: &Tensor) -> Self {
-        Output {
-            data: t.data_ptr() as *mut f32,
-            len: t.numel(),
-        }
-    }
-
-    /// `len` floats from `start`.
-    ///
-    /// # Safety
-    /// No other slice of this output that overlaps this one may be alive at the same time.
-    // The slice borrows the tensor's memory, not `self` (a pointer): the pieces of work
-    // share `self` and each takes its own rows, which the safety contract keeps apart.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.len, "a slice within the output");
-        std::slice::from_raw_parts_mut(self.data.add(start), len)
     }
 }
 

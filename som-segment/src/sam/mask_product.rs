@@ -34,6 +34,7 @@ use tch::{Device, Kind, Tensor};
 use super::mask_decoder::mask_logits;
 use super::norm_gelu::{gelu_applies, gelu_value};
 use super::products::{probe_tensor, probed, Probe};
+use crate::torch::floats::{floats, SharedOutput};
 use crate::torch::gemm::has_avx512;
 use crate::torch::nn::{conv_transpose2x2, ConvTranspose2d};
 use crate::torch::parallel::for_each_index;
@@ -115,11 +116,12 @@ impl MaskProduct {
         let k = hyper.size()[1];
         let out = Tensor::empty([s, k, 2 * h, 2 * w], (Kind::Float, Device::Cpu));
         let (s, h, w, k) = (s as usize, h as usize, w as usize, k as usize);
-        // SAFETY: `pixels` and `hyper` are contiguous float32 CPU tensors of these sizes
-        // (checked by the caller) that outlive the slices, which are only read.
-        let x = unsafe { std::slice::from_raw_parts(pixels.data_ptr() as *const f32, s * h * w * CIN) };
-        let hyper = unsafe { std::slice::from_raw_parts(hyper.data_ptr() as *const f32, s * k * COUT) };
-        let dest = Dest(out.data_ptr() as *mut f32);
+        // SAFETY: `pixels` and `hyper` (contiguous, of these sizes: checked by the caller)
+        // outlive the slices and are only read while they live.
+        let (x, hyper) = unsafe { (floats(pixels), floats(hyper)) };
+        // SAFETY: `out` was just allocated here; only the lines below write it (each its
+        // own rows) and nothing reads it meanwhile.
+        let dest = unsafe { SharedOutput::new(&out) };
         let dims = Dims { h, w, k };
         for_each_index(s * h, &|line| {
             let (image, y) = (line / h, line % h);
@@ -307,24 +309,6 @@ struct Dims {
     h: usize,
     w: usize,
     k: usize,
-}
-
-/// The output's data, written by the threads at disjoint places.
-#[derive(Clone, Copy)]
-struct Dest(*mut f32);
-
-// SAFETY: `Dest` only carries the pointer to the threads of one `for_each_index` call,
-// each of which writes its own rows (`masks_unprobed`).
-unsafe impl Sync for Dest {}
-
-impl Dest {
-    /// The pointer `offset` floats on.
-    ///
-    /// # Safety
-    /// `offset` must lie within the allocation.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
-    }
 }
 
 #[cfg(test)]

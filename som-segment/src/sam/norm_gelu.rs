@@ -30,6 +30,7 @@ use tch::{Device, Kind, Tensor};
 use super::common::LayerNorm2d;
 use super::products::{probe_tensor, probed, Probe};
 use super::softmax::sleef_expf;
+use crate::torch::floats::{floats, floats_mut};
 use crate::torch::gemm::{has_avx2_fma, has_avx512};
 use crate::torch::parallel::for_each_chunk_mut;
 
@@ -121,9 +122,9 @@ fn norm_gelu(
     (s, c, h, w): (usize, usize, usize, usize),
 ) -> Tensor {
     let pixels = s * h * w;
-    // SAFETY: `channels_last` checked a float32 CPU tensor whose S·C·H·W values are one
-    // dense block, read only while `x` lives.
-    let input = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, pixels * c) };
+    // SAFETY: `x` (channels-last, checked by `channels_last`: its S·C·H·W values one dense
+    // block) outlives the slice and is only read while it lives.
+    let input = unsafe { floats(x) };
     let weight = Vec::<f32>::try_from(&weight.contiguous().view([-1])).unwrap_or_default();
     let bias = Vec::<f32>::try_from(&bias.contiguous().view([-1])).unwrap_or_default();
     // Pass 1: each pixel's mean and `var + eps`.
@@ -144,8 +145,8 @@ fn norm_gelu(
         [s as i64, h as i64, w as i64, c as i64],
         (Kind::Float, Device::Cpu),
     );
-    // SAFETY: `out` was just allocated here, contiguous, and nothing else refers to it.
-    let out_data = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, pixels * c) };
+    // SAFETY: `out` was just allocated here, and nothing else refers to it.
+    let out_data = unsafe { floats_mut(&out) };
     for_each_chunk_mut(out_data, CHUNK_PIXELS * c, |i, chunk| {
         let pixels = i * CHUNK_PIXELS..i * CHUNK_PIXELS + chunk.len() / c;
         let rows = Rows {
@@ -280,10 +281,9 @@ impl Pass<'_> {
 
 /// [`gelu`] by the kernel, without its checks.
 fn gelu_unprobed(x: &mut Tensor) {
-    let n = x.numel();
-    // SAFETY: callers checked a float32 CPU tensor whose `n` values are one dense block
-    // (`channels_last`), which this function holds mutably while the slice lives.
-    let data = unsafe { std::slice::from_raw_parts_mut(x.data_ptr() as *mut f32, n) };
+    // SAFETY: this function holds `x` mutably while the slice lives (callers checked, by
+    // `channels_last`, that its values are one dense block).
+    let data = unsafe { floats_mut(x) };
     for_each_chunk_mut(data, CHUNK_PIXELS * 64, |_, chunk| Pass::Gelu.run(chunk));
 }
 

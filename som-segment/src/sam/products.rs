@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 use super::softmax::{exact_inverse, kernel_scale, libtorch_scaled_softmax, softmax_rows};
+use crate::torch::floats::{cpu_f32, floats, floats_mut};
 use crate::torch::parallel::for_each_chunk_mut;
 
 /// What a probe checked, with the shapes it checked it on.
@@ -97,30 +98,6 @@ pub(crate) fn separate_heads(x: &Tensor, heads: i64) -> Tensor {
 pub(crate) fn recombine_heads(x: &Tensor) -> Tensor {
     let (b, h, n, c) = x.size4().expect("heads are (B, H, N, C)");
     x.transpose(1, 2).reshape([b, n, h * c])
-}
-
-/// How many floats from `t`'s data pointer its elements span: the offset of its last
-/// element plus one, 0 when it has none (what a kernel reading a strided view in place
-/// may borrow).
-///
-/// # Panics
-/// If a stride is negative (the span would begin before the data pointer).
-pub(crate) fn extent(t: &Tensor) -> usize {
-    let (size, stride) = (t.size(), t.stride());
-    assert!(stride.iter().all(|&s| s >= 0), "non-negative strides");
-    if size.contains(&0) {
-        return 0;
-    }
-    1 + size
-        .iter()
-        .zip(&stride)
-        .map(|(&n, &s)| ((n - 1) * s) as usize)
-        .sum::<usize>()
-}
-
-/// Whether the kernels can read `t` in place: float32 on the CPU.
-fn cpu_f32(t: &Tensor) -> bool {
-    t.kind() == Kind::Float && t.device() == Device::Cpu
 }
 
 /// `(B, H, N, HW)` attention scores `q_h · k_hᵀ / divisor` of `(B, N, H·c)` token queries
@@ -330,19 +307,10 @@ fn attention_kernel(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Tensor {
         heads: heads as usize,
         c: c as usize,
     };
-    let q_len = extent(q);
-    // SAFETY: every element of `q` lies within `q_len` of its data pointer (its strides are
-    // non-negative, checked by the caller), `k` and `v` are contiguous, all float32 CPU
-    // tensors that outlive the slices, which are only read; `out` was just allocated here,
-    // contiguous, and nothing else refers to its memory while the slice lives.
-    let (q_data, k_data, v_data, out_data) = unsafe {
-        (
-            std::slice::from_raw_parts(q.data_ptr() as *const f32, q_len),
-            std::slice::from_raw_parts(k.data_ptr() as *const f32, k.numel()),
-            std::slice::from_raw_parts(v.data_ptr() as *const f32, v.numel()),
-            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
-        )
-    };
+    // SAFETY: the tensors outlive the slices; `k`, `v` (contiguous copies) and `q` are only
+    // read here and written by no one else meanwhile; `out` was just allocated here and
+    // nothing else refers to its memory while the slice lives.
+    let (q_data, k_data, v_data, out_data) = unsafe { (floats(q), floats(&k), floats(&v), floats_mut(&out)) };
     let per_k = dims.tokens * dims.heads * dims.c;
     let (sb, sh, sr) = (sb as usize, sh as usize, sr as usize);
     for_each_chunk_mut(out_data, dims.image * dims.heads * dims.c, |j, out| {
@@ -378,16 +346,10 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
         heads: heads as usize,
         c: (width / heads) as usize,
     };
-    // SAFETY: `scores` and `v` are contiguous float32 CPU tensors of the sizes read (checked
-    // by the caller) that outlive the slices, which are only read; `out` was just allocated
-    // here, contiguous, and nothing else refers to its memory while the slice lives.
-    let (s_data, v_data, out_data) = unsafe {
-        (
-            std::slice::from_raw_parts(scores.data_ptr() as *const f32, scores.numel()),
-            std::slice::from_raw_parts(v.data_ptr() as *const f32, v.numel()),
-            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
-        )
-    };
+    // SAFETY: the tensors outlive the slices; `scores` and `v` (contiguous copies) are only
+    // read here and written by no one else meanwhile; `out` was just allocated here and
+    // nothing else refers to its memory while the slice lives.
+    let (s_data, v_data, out_data) = unsafe { (floats(&scores), floats(&v), floats_mut(&out)) };
     let (per_scores, per_v) = (
         dims.heads * dims.image * dims.tokens,
         dims.tokens * dims.heads * dims.c,
@@ -574,19 +536,11 @@ fn scores_kernel(q: &Tensor, k: &Tensor, heads: i64, scale: f32) -> Tensor {
         key_row_stride: sr as usize,
         scale,
     };
-    let k_len = extent(k);
-    // SAFETY: `q` is a contiguous float32 CPU tensor of b·n·width elements; `k` is a float32
-    // CPU tensor whose elements all lie within `k_len` of its data pointer (its strides are
-    // non-negative and its last one is 1, checked by the caller), and both outlive the
-    // slices, which are only read; `out` was just allocated here, contiguous with
-    // b·heads·n·hw elements, and nothing else refers to its memory while the slice lives.
-    let (q_data, k_data, out_data) = unsafe {
-        (
-            std::slice::from_raw_parts(q.data_ptr() as *const f32, q.numel()),
-            std::slice::from_raw_parts(k.data_ptr() as *const f32, k_len),
-            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()),
-        )
-    };
+    // SAFETY: the tensors outlive the slices; `q` (a contiguous copy) and `k` (a view whose
+    // rows the scores read in place: every element lies within its slice) are only read
+    // here and written by no one else meanwhile; `out` was just allocated here and nothing
+    // else refers to its memory while the slice lives.
+    let (q_data, k_data, out_data) = unsafe { (floats(&q), floats(k), floats_mut(&out)) };
     scores(q_data, k_data, out_data, &dims);
     out
 }

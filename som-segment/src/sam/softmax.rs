@@ -25,6 +25,8 @@ use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::torch::floats::{floats, floats_mut};
+
 /// Rows at most this wide may go through the kernel (those of a width it matches LibTorch
 /// on, see [`matches_libtorch`]); wider ones go through LibTorch. ATen treats rows shorter
 /// than its vector (8 floats with AVX2, 16 with AVX-512) as above, and longer ones with
@@ -166,17 +168,11 @@ pub(crate) fn exact_inverse(divisor: f64) -> Option<f32> {
 /// The kernel on a tensor (made contiguous).
 fn kernel(x: &Tensor, width: usize, scale: f32) -> Tensor {
     let x = x.contiguous();
-    let n = x.numel();
     let out = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
-    // SAFETY: `x` is a contiguous float32 CPU tensor of `n` elements that outlives the
-    // slice, which is only read; `out` was just allocated here with the same size and
-    // layout, and nothing else refers to its memory while the slice lives.
-    let (input, output) = unsafe {
-        (
-            std::slice::from_raw_parts(x.data_ptr() as *const f32, n),
-            std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, n),
-        )
-    };
+    // SAFETY: `x` (a contiguous copy) outlives the slice and is only read; `out` was just
+    // allocated here with the same size and layout, and nothing else refers to its memory
+    // while the slice lives.
+    let (input, output) = unsafe { (floats(&x), floats_mut(&out)) };
     softmax_rows(input, output, width, scale);
     out
 }

@@ -39,6 +39,7 @@ use std::arch::x86_64::{
 
 use tch::{Device, Kind, Tensor};
 
+use super::floats::{floats, floats_mut};
 use super::layer_norm::RowNorm;
 use super::parallel::for_each_chunk_mut;
 
@@ -169,12 +170,17 @@ impl PackedLinear {
         }
         let out = Tensor::empty([b, m, self.out_dim as i64], (Kind::Float, Device::Cpu));
         let (b, m) = (b as usize, m as usize);
-        // SAFETY: the inputs are contiguous float32 CPU tensors of the sizes given (checked
-        // above) that outlive these slices, which are only read; `out` was just allocated
-        // here, contiguous, and nothing else refers to its memory while the slice lives.
-        let slice = |t: &Tensor| unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) };
-        let (x_data, add_data, res_data) = (slice(x), x_add.map(slice), residual.map(slice));
-        let out_data = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, out.numel()) };
+        // SAFETY: the inputs (contiguous, of the sizes given: checked above) outlive these
+        // slices and are only read while they live; `out` was just allocated here, and
+        // nothing else refers to its memory while the slice lives.
+        let (x_data, add_data, res_data, out_data) = unsafe {
+            (
+                floats(x),
+                x_add.map(|t| floats(t)),
+                residual.map(|t| floats(t)),
+                floats_mut(&out),
+            )
+        };
         let inputs = Inputs {
             x: x_data,
             x_add: add_data,

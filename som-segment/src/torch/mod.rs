@@ -20,6 +20,7 @@
 mod allocator;
 pub(crate) mod deform_attn;
 mod error;
+pub(crate) mod floats;
 pub(crate) mod gemm;
 pub(crate) mod layer_norm;
 pub(crate) mod nn;
