@@ -248,46 +248,56 @@ fn libtorch_masks(pixels: &Tensor, weight: &Tensor, bias: &Tensor, hyper: &Tenso
 
 /// The 16 × 16 transpose of `r` (`out[j]` lane `i` = `r[i]` lane `j`): interleaved
 /// pairs of floats, then of pairs, then of 128-bit quarters, twice.
+///
+/// # Safety
+/// The CPU must have AVX-512F (the caller's target features must include it).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transpose16(r: [__m512; LANES]) -> [__m512; LANES] {
-    let t: [__m512; LANES] = std::array::from_fn(|i| {
+pub(super) unsafe fn transpose16(r: [__m512; LANES]) -> [__m512; LANES] {
+    // Plain loops (unrolled), no `array::from_fn`: its closures are compiled without the
+    // caller's target features and are not always inlined into it.
+    let mut t = [_mm512_setzero_ps(); LANES];
+    for (i, t) in t.iter_mut().enumerate() {
         let (a, b) = (r[i & !1], r[i | 1]);
-        if i % 2 == 0 {
+        *t = if i % 2 == 0 {
             _mm512_unpacklo_ps(a, b)
         } else {
             _mm512_unpackhi_ps(a, b)
-        }
-    });
-    let u: [__m512; LANES] = std::array::from_fn(|i| {
+        };
+    }
+    let mut u = [_mm512_setzero_ps(); LANES];
+    for (i, u) in u.iter_mut().enumerate() {
         // Within each group of four: (0, 2) low, (0, 2) high, (1, 3) low, (1, 3) high.
         let base = i & !3;
         let (a, b) = (t[base + (i & 3) / 2], t[base + (i & 3) / 2 + 2]);
         let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
-        _mm512_castpd_ps(if i % 2 == 0 {
+        *u = _mm512_castpd_ps(if i % 2 == 0 {
             _mm512_unpacklo_pd(a, b)
         } else {
             _mm512_unpackhi_pd(a, b)
-        })
-    });
-    let v: [__m512; LANES] = std::array::from_fn(|i| {
+        });
+    }
+    let mut v = [_mm512_setzero_ps(); LANES];
+    for (i, v) in v.iter_mut().enumerate() {
         // Within each group of eight: quarters (0, 2) of i and i + 4, then (1, 3).
         let (base, j) = (i & !7, i & 7);
         let (a, b) = (u[base + (j & 3)], u[base + (j & 3) + 4]);
-        if j < 4 {
+        *v = if j < 4 {
             _mm512_shuffle_f32x4::<0x88>(a, b)
         } else {
             _mm512_shuffle_f32x4::<0xdd>(a, b)
-        }
-    });
-    std::array::from_fn(|i| {
+        };
+    }
+    let mut out = [_mm512_setzero_ps(); LANES];
+    for (i, out) in out.iter_mut().enumerate() {
         let (a, b) = (v[i & 7], v[(i & 7) + 8]);
-        if i < 8 {
+        *out = if i < 8 {
             _mm512_shuffle_f32x4::<0x88>(a, b)
         } else {
             _mm512_shuffle_f32x4::<0xdd>(a, b)
-        }
-    })
+        };
+    }
+    out
 }
 
 /// One mask's values for a block's 16 pixels: `hyper`'s 32 weights times the channels

@@ -16,7 +16,10 @@
 //!   they are used: LibTorch copies the image queries into a per-head batch, writes the
 //!   scores out and reads them back. In the generator on two Intel Xeon cores, alternating
 //!   whole runs of MobileSAM (default thresholds, records identical): 16.1 / 16.5 s
-//!   against 17.1 / 16.7 s.
+//!   against 17.1 / 16.7 s. On AVX-512 with heads of 16 it puts 16 image rows in the lanes
+//!   of each vector instead of the tokens ([`attention_avx512`]): 1–2% of the generator
+//!   (alternating zero-threshold runs, 16.59 / 17.03 / 16.58 s against 16.82 / 17.13 /
+//!   16.91 s), most of it from reading each block's queries in one sweep, prefetched.
 //!
 //! All compute each sum as LibTorch's product does on those shapes: one fused
 //! multiply-add per term, in order, from zero ([`weighted_sums`]). Whether that is
@@ -362,6 +365,7 @@ fn mix_kernel(scores: &Tensor, v: &Tensor, heads: i64, scale: f32) -> Tensor {
 }
 
 /// The shapes of one [`mix_any`] call.
+#[derive(Clone, Copy)]
 struct MixDims {
     image: usize,
     tokens: usize,
@@ -493,10 +497,42 @@ unsafe fn mix_avx2(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, sca
     mix_any(source, v, out, d, scale);
 }
 
-/// [`mix_any`] on the best instructions the CPU has (the same values on any).
+/// [`mix_any`] on the best instructions the CPU has (the same values on any): computed
+/// scores with heads of 16 on AVX-512 by [`attention_avx512`] (its row blocks; the rows
+/// after them as below), the rest by `mix_any` compiled for AVX2 where the CPU has it.
 fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
+        use crate::torch::gemm::{has_avx2_fma, has_avx512};
+        if let Scores::Queries {
+            q,
+            head_stride,
+            row_stride,
+            keys,
+        } = *source
+        {
+            let blocks = d.image / ROW_LANES;
+            if d.c == ROW_LANES && d.tokens <= LANES && blocks > 0 && has_avx512() && has_avx2_fma() {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above), the
+                // target-feature function's only requirement.
+                unsafe { attention_avx512(source, v, out, d, scale, blocks) };
+                let done = blocks * ROW_LANES;
+                if done == d.image {
+                    return;
+                }
+                let rest = Scores::Queries {
+                    q: &q[done * row_stride..],
+                    head_stride,
+                    row_stride,
+                    keys,
+                };
+                let dims = MixDims {
+                    image: d.image - done,
+                    ..*d
+                };
+                return mix_one(&rest, v, &mut out[done * d.heads * d.c..], &dims, scale);
+            }
+        }
         if crate::torch::gemm::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
@@ -505,6 +541,149 @@ fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
         }
     }
     mix_any(source, v, out, d, scale);
+}
+
+/// Image rows [`attention_avx512`] takes at once (the lanes of its vectors), and the head
+/// width it handles (a head's 16 floats of 16 rows are transposed in registers).
+const ROW_LANES: usize = 16;
+
+/// How many blocks of rows ahead [`attention_avx512`] asks for its queries.
+const PREFETCH_BLOCKS: usize = 2;
+
+/// [`mix_any`] for computed scores ([`Scores::Queries`]) with heads of 16 floats and at
+/// most [`LANES`] tokens, on the first `blocks` blocks of 16 image rows, with the rows in
+/// the lanes of the vectors instead of the tokens (no broadcast load per multiply-add, and
+/// the softmax needs no transpose of its own): per head and block, the rows' queries are
+/// transposed in registers; each token's scores are the 16 products with that token's
+/// keys, summed by fused multiply-adds in order from zero; the softmax is
+/// [`super::softmax`]'s, operation for operation; each column of the mix is the tokens'
+/// values weighted by their probabilities, fused multiply-adds in token order from zero;
+/// the mixes are transposed back into the rows. Every sum has the order and rounding of
+/// `mix_any`'s, so the values are its values.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attention_avx512(
+    source: &Scores,
+    v: &[f32],
+    out: &mut [f32],
+    d: &MixDims,
+    scale: f32,
+    blocks: usize,
+) {
+    macro_rules! tokens {
+        ($($n:literal)*) => {
+            match d.tokens {
+                $($n => attention_blocks::<$n>(source, v, out, d, scale, blocks),)*
+                n => unreachable!("{n} tokens: the caller checked 1 to {LANES}"),
+            }
+        };
+    }
+    tokens!(1 2 3 4 5 6 7 8);
+}
+
+/// [`attention_avx512`] for `N` tokens.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attention_blocks<const N: usize>(
+    source: &Scores,
+    v: &[f32],
+    out: &mut [f32],
+    d: &MixDims,
+    scale: f32,
+    blocks: usize,
+) {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_mul_ps,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+    };
+
+    let Scores::Queries {
+        q,
+        head_stride,
+        row_stride,
+        keys,
+    } = *source
+    else {
+        unreachable!("the caller passes computed scores")
+    };
+    let width = d.heads * ROW_LANES;
+    assert!(d.c == ROW_LANES && N == d.tokens && blocks * ROW_LANES <= d.image);
+    assert!(out.len() >= blocks * ROW_LANES * width && keys.len() >= N * width && v.len() >= N * width);
+    // Each token's keys and values per head: [t · heads + h][i].
+    let (keys, _) = keys[..N * width].as_chunks::<ROW_LANES>();
+    let (values, _) = v[..N * width].as_chunks::<ROW_LANES>();
+    // Rows outer, heads inner: a block's queries (16 whole rows) are read in one sweep
+    // (they come from memory; a head at a time over all rows missed the cache).
+    // Plain loops, no closures: a closure is compiled without this function's target
+    // features and is not inlined into it.
+    for block in 0..blocks {
+        let r0 = block * ROW_LANES;
+        // The queries of the block after next (the hardware's prefetcher alone left these
+        // loads waiting on memory).
+        if block + PREFETCH_BLOCKS < blocks {
+            for l in 0..ROW_LANES {
+                let row = (r0 + PREFETCH_BLOCKS * ROW_LANES + l) * row_stride;
+                for h in 0..d.heads {
+                    prefetch(&q[row + h * head_stride]);
+                }
+            }
+        }
+        for h in 0..d.heads {
+            let column = h * ROW_LANES;
+            let (mut k, mut vh) = ([&[0.0f32; ROW_LANES]; N], [&[0.0f32; ROW_LANES]; N]);
+            for t in 0..N {
+                (k[t], vh[t]) = (&keys[t * d.heads + h], &values[t * d.heads + h]);
+            }
+            // qt[i] lane l: element i of row r0 + l's head.
+            let mut rows = [_mm512_setzero_ps(); ROW_LANES];
+            for (l, row) in rows.iter_mut().enumerate() {
+                let at = &q[h * head_stride + (r0 + l) * row_stride..][..ROW_LANES];
+                *row = _mm512_loadu_ps(at.as_ptr());
+            }
+            let qt = super::mask_product::transpose16(rows);
+            let mut x = [_mm512_setzero_ps(); N];
+            for (i, &qi) in qt.iter().enumerate() {
+                for (s, kt) in x.iter_mut().zip(&k) {
+                    *s = _mm512_fmadd_ps(qi, _mm512_set1_ps(kt[i]), *s);
+                }
+            }
+            // The softmax kernel's operations (`softmax_rows_any`), 16 rows at once.
+            let factor = _mm512_set1_ps(scale);
+            for xi in &mut x {
+                *xi = _mm512_mul_ps(*xi, factor);
+            }
+            // max(a, b) is `a > b ? a : b`, the kernel's comparison.
+            let mut m = x[0];
+            for &xi in &x[1..] {
+                m = _mm512_max_ps(xi, m);
+            }
+            let mut sum = _mm512_setzero_ps();
+            for (t, xi) in x.iter_mut().enumerate() {
+                let mut lanes = [0.0f32; ROW_LANES];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_sub_ps(*xi, m));
+                for lane in &mut lanes {
+                    *lane = super::softmax::sleef_expf(*lane);
+                }
+                *xi = _mm512_loadu_ps(lanes.as_ptr());
+                sum = if t == 0 { *xi } else { _mm512_add_ps(sum, *xi) };
+            }
+            let r = _mm512_div_ps(_mm512_set1_ps(1.0), sum);
+            let mut mixed = [_mm512_setzero_ps(); ROW_LANES];
+            for (&e, vt) in x.iter().zip(&vh) {
+                let p = _mm512_mul_ps(e, r);
+                for (acc, &value) in mixed.iter_mut().zip(vt.iter()) {
+                    *acc = _mm512_fmadd_ps(p, _mm512_set1_ps(value), *acc);
+                }
+            }
+            for (l, row) in super::mask_product::transpose16(mixed).iter().enumerate() {
+                let at = &mut out[(r0 + l) * width + column..][..ROW_LANES];
+                _mm512_storeu_ps(at.as_mut_ptr(), *row);
+            }
+        }
+    }
 }
 
 /// Tokens processed together: the lanes of the kernel's vectors.
@@ -868,6 +1047,73 @@ mod tests {
         let (scores, v) = (scores.to_kind(Kind::Double), v.to_kind(Kind::Double));
         let want = libtorch_mix(&scores, 4.0, &v, 2);
         assert!(image_token_mix(&scores, 4.0, &v, 2).equal(&want), "float64");
+    }
+
+    /// The AVX-512 attention (image rows in the vector lanes) gives the values of the
+    /// general kernel (tokens in the lanes, compiled for AVX2) for every token count it
+    /// takes, with rows after its blocks of 16, heads read at a stride (a stacked
+    /// projection's half), scores far enough apart that `exp` flushes to zero, and equal
+    /// scores.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_attention_gives_the_general_kernels_values() {
+        use super::{attention_avx512, mix_avx2, MixDims, Scores, ROW_LANES};
+        use crate::torch::gemm::{has_avx2_fma, has_avx512};
+        if !(has_avx512() && has_avx2_fma()) {
+            eprintln!("no AVX-512 on this CPU: the kernel is never called here");
+            return;
+        }
+        let (heads, c) = (8, 16);
+        let width = heads * c;
+        for tokens in 1..=8 {
+            for rows in [16, 53] {
+                let mut q =
+                    values(&(probe_tensor(&[rows as i64, 2 * width as i64], 40 + tokens as u64) * 6.0));
+                // A far-out query in row 5's first head (its scores below −104 after the
+                // maximum is taken away: the other tokens' exponentials flush to zero) and a
+                // row of zeros (all scores equal).
+                q[width + 5 * 2 * width + 3] = 900.0;
+                q[width + 7 * 2 * width..width + 8 * 2 * width].fill(0.0);
+                let keys = values(&(probe_tensor(&[tokens as i64, width as i64], 50) * 6.0));
+                let v = values(&probe_tensor(&[tokens as i64, width as i64], 51));
+                let source = Scores::Queries {
+                    q: &q[width..],
+                    head_stride: c,
+                    row_stride: 2 * width,
+                    keys: &keys,
+                };
+                let d = MixDims {
+                    image: rows,
+                    tokens,
+                    heads,
+                    c,
+                };
+                let (mut want, mut got) = (vec![0.0f32; rows * width], vec![f32::NAN; rows * width]);
+                let blocks = rows / ROW_LANES;
+                // SAFETY: the CPU has AVX2, FMA and AVX-512F (checked above).
+                unsafe {
+                    mix_avx2(&source, &v, &mut want, &d, 0.25);
+                    attention_avx512(&source, &v, &mut got, &d, 0.25, blocks);
+                }
+                let done = blocks * ROW_LANES * width;
+                let same = want[..done]
+                    .iter()
+                    .zip(&got[..done])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{tokens} tokens, {rows} rows: values differ");
+                assert!(
+                    got[done..].iter().all(|x| x.is_nan()),
+                    "rows after the blocks left alone"
+                );
+                // Row 5's first head: one token's values exactly (probability 1, the
+                // others 0).
+                let row5 = &got[5 * width..][..c];
+                assert!(
+                    (0..tokens).any(|t| row5 == &v[t * width..][..c]),
+                    "{tokens} tokens: the far-out row is not one token's values"
+                );
+            }
+        }
     }
 
     #[test]
