@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::products::{attention_rows, score_rows, Scores, TokenHeads};
 use crate::torch::floats::{floats, SharedOutput};
-use crate::torch::gemm::PackedLinear;
+use crate::torch::gemm::{PackedLinear, SPLIT_STEP};
 use crate::torch::layer_norm::RowNorm;
 use crate::torch::parallel::for_each_index;
 
@@ -113,7 +113,7 @@ impl Chain<'_> {
             && self.norm.width() == width as usize
             && (self.values.packed.in_dim(), self.values.packed.out_dim()) == (width, inner)
             && self.keys.packed.in_dim() == width
-            && projected_width >= inner;
+            && (projected_width == inner || (projected_width > inner && inner % SPLIT_STEP as i64 == 0));
         if !fits || [b, n, hw, heads, c].contains(&0) {
             return None;
         }
@@ -175,13 +175,13 @@ impl Chain<'_> {
             SCRATCH.with_borrow_mut(|scratch| {
                 let sizes = [
                     rows * inner,
-                    rows * projected_width,
+                    rows * inner,
                     rows * inner,
                     shape.heads * shape.tokens * rows,
                 ];
                 scratch.resize(scratch.len().max(sizes.iter().sum()), 0.0);
                 let (mixed, rest) = scratch.split_at_mut(sizes[0]);
-                let (projected, rest) = rest.split_at_mut(sizes[1]);
+                let (block_keys, rest) = rest.split_at_mut(sizes[1]);
                 let (block_values, rest) = rest.split_at_mut(sizes[2]);
                 let block_scores = &mut rest[..sizes[3]];
                 let source = Scores::Queries {
@@ -205,27 +205,34 @@ impl Chain<'_> {
                     out.block,
                     new_keys,
                 );
-                key_layer.packed.rows_into(
-                    new_keys,
-                    Some(&key_pe[r0 * width..][..rows * width]),
-                    None,
-                    None,
-                    key_layer.block,
-                    projected,
-                );
+                // The next attention's keys (into the scratch rows, for the scores below)
+                // and, where the projection is stacked, its query half straight into
+                // its tensor.
+                let key_pe = &key_pe[r0 * width..][..rows * width];
+                if extra > 0 {
+                    let queries = unsafe { queries_out.slice(row * extra, rows * extra) };
+                    key_layer.packed.rows_into_split(
+                        new_keys,
+                        Some(key_pe),
+                        key_layer.block,
+                        inner,
+                        block_keys,
+                        queries,
+                    );
+                } else {
+                    key_layer.packed.rows_into(
+                        new_keys,
+                        Some(key_pe),
+                        None,
+                        None,
+                        key_layer.block,
+                        block_keys,
+                    );
+                }
                 value_layer
                     .packed
                     .rows_into(new_keys, None, None, None, value_layer.block, block_values);
-                score_rows(tq, projected, projected_width, shape, score_scale, block_scores);
-                if extra > 0 {
-                    let to = unsafe { queries_out.slice(row * extra, rows * extra) };
-                    for (to, from) in to
-                        .chunks_exact_mut(extra)
-                        .zip(projected.chunks_exact(projected_width))
-                    {
-                        to.copy_from_slice(&from[inner..]);
-                    }
-                }
+                score_rows(tq, block_keys, inner, shape, score_scale, block_scores);
                 // Values per head, `(H, HW, c)` for each prompt: the layout of the
                 // attention's product, which would otherwise copy them there.
                 for h in 0..shape.heads {

@@ -43,6 +43,10 @@ use super::floats::{floats, floats_mut};
 use super::layer_norm::RowNorm;
 use super::parallel::for_each_chunk_mut;
 
+/// What [`PackedLinear::rows_into_split`]'s split must be a multiple of (two panels: the
+/// widest group of columns a tile writes).
+pub(crate) const SPLIT_STEP: usize = 2 * PANEL;
+
 /// Output columns per packed panel: two 8-float AVX2 vectors, or one 16-float AVX-512 one.
 const PANEL: usize = 16;
 
@@ -190,7 +194,7 @@ impl PackedLinear {
         };
         if b * m > 0 {
             for_each_chunk_mut(out_data, CHUNK_ROWS * self.out_dim, |chunk, out| {
-                self.rows(&inputs, chunk * CHUNK_ROWS, out, block);
+                self.rows(&inputs, chunk * CHUNK_ROWS, RowsOut::Whole(out), block);
             });
         }
         Some(out)
@@ -216,11 +220,6 @@ impl PackedLinear {
     ) {
         let rows = out.len() / self.out_dim;
         assert_eq!(out.len(), rows * self.out_dim, "whole output rows");
-        assert_eq!(x.len(), rows * self.in_dim, "as many input rows as output rows");
-        assert!(
-            x_add.is_none_or(|add| add.len() == x.len()),
-            "an input addition per input"
-        );
         assert!(
             residual.is_none_or(|res| res.len() == out.len()),
             "a residual per output"
@@ -229,23 +228,79 @@ impl PackedLinear {
             norm.is_none_or(|norm| norm.width() == self.out_dim),
             "a norm as wide as the output"
         );
+        let inputs = self.block_inputs(x, x_add, rows, block);
+        let inputs = Inputs {
+            residual,
+            norm,
+            ..inputs
+        };
+        self.rows(&inputs, 0, RowsOut::Whole(out), block);
+    }
+
+    /// [`Self::rows_into`] without a residual or a norm, each output row's first `split`
+    /// columns written into `left` (rows of `split` floats) and the others into `right`
+    /// (rows of `out_dim − split`): the two halves of a stacked projection
+    /// ([`crate::torch::nn::StackedLinear`]) straight where their readers want them, the
+    /// same values as `rows_into` gives.
+    ///
+    /// # Panics
+    /// If a slice's length is not its rows' count times its width, `split` is not a
+    /// multiple of [`SPLIT_STEP`] strictly inside the output width, or `block` does not
+    /// divide the input width.
+    pub(crate) fn rows_into_split(
+        &self,
+        x: &[f32],
+        x_add: Option<&[f32]>,
+        block: usize,
+        split: usize,
+        left: &mut [f32],
+        right: &mut [f32],
+    ) {
+        assert!(
+            split > 0 && split < self.out_dim && split.is_multiple_of(SPLIT_STEP),
+            "a split at a multiple of {SPLIT_STEP} inside the output width"
+        );
+        let rows = left.len() / split;
+        assert_eq!(left.len(), rows * split, "whole left rows");
+        assert_eq!(
+            right.len(),
+            rows * (self.out_dim - split),
+            "as many right rows as left rows"
+        );
+        let inputs = self.block_inputs(x, x_add, rows, block);
+        self.rows(&inputs, 0, RowsOut::Split { split, left, right }, block);
+    }
+
+    /// The inputs of one block of `rows` rows ([`Self::rows_into`],
+    /// [`Self::rows_into_split`]), without a residual or a norm, its sizes and `block`
+    /// checked.
+    fn block_inputs<'a>(
+        &self,
+        x: &'a [f32],
+        x_add: Option<&'a [f32]>,
+        rows: usize,
+        block: usize,
+    ) -> Inputs<'a> {
+        assert_eq!(x.len(), rows * self.in_dim, "as many input rows as output rows");
+        assert!(
+            x_add.is_none_or(|add| add.len() == x.len()),
+            "an input addition per input"
+        );
         assert!(
             block > 0 && self.in_dim.is_multiple_of(block),
             "a block that divides the input width"
         );
-        let inputs = Inputs {
+        Inputs {
             x,
             x_add,
-            residual,
+            residual: None,
             rows_per_batch: rows,
-            norm,
-        };
-        self.rows(&inputs, 0, out, block);
+            norm: None,
+        }
     }
 
-    /// The output rows from `first` on, into `out` (whole rows), summed in blocks of `block`
-    /// inputs.
-    fn rows(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+    /// The output rows from `first` on, into `out`, summed in blocks of `block` inputs.
+    fn rows(&self, inputs: &Inputs, first: usize, out: RowsOut, block: usize) {
         match self.isa {
             // SAFETY: `new` chose the ISA from the CPU's features (AVX2 and FMA for any
             // packed layer, AVX-512F for `Isa::Avx512`), the functions' only requirement.
@@ -256,13 +311,13 @@ impl PackedLinear {
 
     /// [`Self::tiles`] for the AVX2 kernel, compiled for AVX2 (the input additions too).
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-    unsafe fn tiles_avx2(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+    unsafe fn tiles_avx2(&self, inputs: &Inputs, first: usize, out: RowsOut, block: usize) {
         self.tiles::<6, 1>(inputs, first, out, block);
     }
 
     /// [`Self::tiles`] for the AVX-512 kernel, compiled for AVX-512 (the input additions too).
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx2,fma"))]
-    unsafe fn tiles_avx512(&self, inputs: &Inputs, first: usize, out: &mut [f32], block: usize) {
+    unsafe fn tiles_avx512(&self, inputs: &Inputs, first: usize, out: RowsOut, block: usize) {
         self.tiles::<8, 2>(inputs, first, out, block);
     }
 
@@ -273,11 +328,14 @@ impl PackedLinear {
         &self,
         inputs: &Inputs,
         first: usize,
-        out: &mut [f32],
+        mut out: RowsOut,
         block: usize,
     ) {
         let (k, n) = (self.in_dim, self.out_dim);
-        let rows = out.len() / n;
+        let rows = match &out {
+            RowsOut::Whole(out) => out.len() / n,
+            RowsOut::Split { split, left, .. } => left.len() / split,
+        };
         let mut sums = vec![0.0f32; if inputs.x_add.is_some() { T * k } else { 0 }];
         let mut r = 0;
         while r < rows {
@@ -299,16 +357,23 @@ impl PackedLinear {
             let res: Option<[&[f32]; T]> = inputs.residual.map(|res| {
                 std::array::from_fn(|i| inputs.broadcast_row(res, first + r + i.min(tile - 1), n))
             });
-            let out_rows = &mut out[r * n..(r + tile) * n];
             for p in (0..n / PANEL).step_by(P) {
+                // The tile's rows of the part this panel's columns go to: whole rows, or
+                // one side of the split (whose columns count from its own first).
+                let (out_rows, col, ldc) = match &mut out {
+                    RowsOut::Whole(out) => (&mut out[r * n..(r + tile) * n], p * PANEL, n),
+                    RowsOut::Split { split, left, .. } if p * PANEL < *split => {
+                        (&mut left[r * *split..(r + tile) * *split], p * PANEL, *split)
+                    }
+                    RowsOut::Split { split, right, .. } => {
+                        let w = n - *split;
+                        (&mut right[r * w..(r + tile) * w], p * PANEL - *split, w)
+                    }
+                };
                 let panels = Line::floats(&self.panels[p * k..(p + P) * k]);
                 let bias = &self.bias[p * PANEL..(p + P) * PANEL];
                 let (a1, res1) = ([a[0]], res.as_ref().map(|r| [r[0]]));
-                let at = At {
-                    col: p * PANEL,
-                    ldc: n,
-                    block,
-                };
+                let at = At { col, ldc, block };
                 // SAFETY: `new` chose the ISA from the CPU's features and P from it (two
                 // panels only for AVX-512, whose output widths are multiples of 32); every
                 // `a` row holds `k` floats (a multiple of `block`, checked by `forward`),
@@ -329,8 +394,8 @@ impl PackedLinear {
                     }
                 }
             }
-            if let Some(norm) = inputs.norm {
-                norm.rows(out_rows);
+            if let (Some(norm), RowsOut::Whole(out)) = (inputs.norm, &mut out) {
+                norm.rows(&mut out[r * n..(r + tile) * n]);
             }
             r += tile;
         }
@@ -359,6 +424,19 @@ struct At {
     col: usize,
     ldc: usize,
     block: usize,
+}
+
+/// Where one call's output rows go.
+enum RowsOut<'a> {
+    /// Whole rows of the output width.
+    Whole(&'a mut [f32]),
+    /// Each row's first `split` columns into `left` (rows of `split` floats), the others
+    /// into `right` (`split` a multiple of two panels, so no tile straddles it).
+    Split {
+        split: usize,
+        left: &'a mut [f32],
+        right: &'a mut [f32],
+    },
 }
 
 /// One call's inputs, as flat slices.
@@ -683,6 +761,54 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// The split output gives each row's two halves exactly as the whole output does, on
+    /// each kernel (rows after the whole tiles too), with an input addition; a split that
+    /// would cut a tile is refused.
+    #[test]
+    fn split_rows_are_the_whole_rows_halves() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(11);
+        let (in_dim, out_dim, rows) = (256usize, 256usize, 29usize);
+        let w = random(&[out_dim as i64, in_dim as i64], 0.06);
+        let bias = random(&[out_dim as i64], 0.1);
+        let Some(packed) = PackedLinear::new(&w, Some(&bias)) else {
+            return;
+        };
+        let x = values(&random(&[rows as i64, in_dim as i64], 1.0));
+        let pe = values(&random(&[rows as i64, in_dim as i64], 1.0));
+        for packed in each_isa(&packed) {
+            for split in [32, 128, 224] {
+                let mut whole = vec![0.0f32; rows * out_dim];
+                packed.rows_into(&x, Some(&pe), None, None, 256, &mut whole);
+                let (mut left, mut right) = (
+                    vec![f32::NAN; rows * split],
+                    vec![f32::NAN; rows * (out_dim - split)],
+                );
+                packed.rows_into_split(&x, Some(&pe), 256, split, &mut left, &mut right);
+                for (r, row) in whole.chunks(out_dim).enumerate() {
+                    assert_eq!(
+                        &row[..split],
+                        &left[r * split..][..split],
+                        "{:?}, split {split}: row {r}'s left",
+                        packed.isa
+                    );
+                    let w = out_dim - split;
+                    assert_eq!(
+                        &row[split..],
+                        &right[r * w..][..w],
+                        "{:?}, split {split}: row {r}'s right",
+                        packed.isa
+                    );
+                }
+            }
+        }
+        let refused = std::panic::catch_unwind(|| {
+            let (mut left, mut right) = (vec![0.0; rows * 16], vec![0.0; rows * 240]);
+            packed.rows_into_split(&x, None, 256, 16, &mut left, &mut right);
+        });
+        assert!(refused.is_err(), "a split inside a tile's columns");
     }
 
     #[test]
