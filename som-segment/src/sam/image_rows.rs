@@ -17,7 +17,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::products::{attention_rows, score_rows, Scores, TokenHeads};
-use crate::torch::floats::{floats, SharedOutput};
+use crate::torch::floats::{cpu_f32, floats, SharedOutput};
 use crate::torch::gemm::{PackedLinear, SPLIT_STEP};
 use crate::torch::layer_norm::RowNorm;
 use crate::torch::parallel::for_each_index;
@@ -94,13 +94,12 @@ impl Chain<'_> {
         let (_, n, inner) = self.token_keys.size3().ok()?;
         let (res_batches, _, width) = self.residual.size3().ok()?;
         let projected_width = self.keys.packed.out_dim();
-        let f32_cpu = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
         let strides = self.queries.stride();
         let fits = inner == heads * c
             && [self.token_keys, self.token_values, self.token_queries]
                 .iter()
-                .all(|t| t.size() == [b, n, inner] && f32_cpu(t))
-            && f32_cpu(self.queries)
+                .all(|t| t.size() == [b, n, inner] && cpu_f32(t))
+            && cpu_f32(self.queries)
             && strides.last() == Some(&1)
             && strides.iter().all(|&s| s >= 0)
             && (res_batches == 1 || res_batches == b)
@@ -108,7 +107,7 @@ impl Chain<'_> {
             && self.key_pe.size() == [1, hw, width]
             && [self.residual, self.key_pe]
                 .iter()
-                .all(|t| f32_cpu(t) && t.is_contiguous())
+                .all(|t| cpu_f32(t) && t.is_contiguous())
             && (self.out.packed.in_dim(), self.out.packed.out_dim()) == (inner, width)
             && self.norm.width() == width as usize
             && (self.values.packed.in_dim(), self.values.packed.out_dim()) == (width, inner)

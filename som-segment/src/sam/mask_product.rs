@@ -34,7 +34,7 @@ use tch::{Device, Kind, Tensor};
 use super::mask_decoder::mask_logits;
 use super::norm_gelu::{gelu_applies, gelu_value};
 use super::products::{probe_tensor, probed, Probe};
-use crate::torch::floats::{floats, SharedOutput};
+use crate::torch::floats::{cpu_f32, floats, SharedOutput};
 use crate::torch::gemm::has_avx512;
 use crate::torch::nn::{conv_transpose2x2, ConvTranspose2d};
 use crate::torch::parallel::for_each_index;
@@ -98,7 +98,7 @@ impl MaskProduct {
     pub(crate) fn masks(&self, pixels: &Tensor, hyper: &Tensor) -> Option<Tensor> {
         let (s, h, w, c) = pixels.size4().ok()?;
         let (hs, k, hc) = hyper.size3().ok()?;
-        let fits = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous();
+        let fits = |t: &Tensor| cpu_f32(t) && t.is_contiguous();
         if c != CIN as i64 || hc != COUT as i64 || hs != s || !fits(pixels) || !fits(hyper) {
             return None;
         }

@@ -39,7 +39,7 @@ use std::arch::x86_64::{
 
 use tch::{Device, Kind, Tensor};
 
-use super::floats::{floats, floats_mut};
+use super::floats::{cpu_f32, floats, floats_mut};
 use super::layer_norm::RowNorm;
 use super::parallel::for_each_chunk_mut;
 
@@ -91,7 +91,6 @@ impl PackedLinear {
         let bias = bias?;
         let (out_dim, in_dim) = weight.size2().ok()?;
         let (out_dim, in_dim) = (usize::try_from(out_dim).ok()?, usize::try_from(in_dim).ok()?);
-        let cpu_f32 = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
         if !(cpu_f32(weight) && cpu_f32(bias))
             || bias.size() != [out_dim as i64]
             || out_dim == 0
@@ -153,8 +152,7 @@ impl PackedLinear {
     ) -> Option<Tensor> {
         let (b, m, k) = x.size3().ok()?;
         let fits = |t: &Tensor, width: usize| {
-            t.kind() == Kind::Float
-                && t.device() == Device::Cpu
+            cpu_f32(t)
                 && t.is_contiguous()
                 && t.size3()
                     .is_ok_and(|(tb, tm, tk)| (tb == 1 || tb == b) && tm == m && tk == width as i64)

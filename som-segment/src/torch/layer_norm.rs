@@ -25,8 +25,9 @@
 //! gives LibTorch's bits on this machine is checked once per process and width against
 //! LibTorch's own `layer_norm` ([`RowNorm::matches_libtorch`]) before any caller uses it.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
+use super::floats::cpu_f32;
 use super::gemm::has_avx2_fma;
 
 /// Floats per vector of LibTorch's AVX2 code.
@@ -56,8 +57,8 @@ impl RowNorm {
         if !has_avx2_fma() {
             return None;
         }
-        let cpu_f32 = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu && t.dim() == 1;
-        if !(cpu_f32(weight) && cpu_f32(bias)) || weight.size() != bias.size() {
+        let vector = |t: &Tensor| cpu_f32(t) && t.dim() == 1;
+        if !(vector(weight) && vector(bias)) || weight.size() != bias.size() {
             return None;
         }
         let gamma = Vec::<f32>::try_from(&weight.contiguous()).ok()?;
