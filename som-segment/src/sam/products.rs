@@ -512,7 +512,12 @@ fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
         } = *source
         {
             let blocks = d.image / ROW_LANES;
-            if d.c == ROW_LANES && d.tokens <= LANES && blocks > 0 && has_avx512() && has_avx2_fma() {
+            if d.c == ROW_LANES
+                && (1..=LANES).contains(&d.tokens)
+                && blocks > 0
+                && has_avx512()
+                && has_avx2_fma()
+            {
                 // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above), the
                 // target-feature function's only requirement.
                 unsafe { attention_avx512(source, v, out, d, scale, blocks) };
@@ -533,7 +538,7 @@ fn mix_one(source: &Scores, v: &[f32], out: &mut [f32], d: &MixDims, scale: f32)
                 return mix_one(&rest, v, &mut out[done * d.heads * d.c..], &dims, scale);
             }
         }
-        if crate::torch::gemm::has_avx2_fma() {
+        if has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above), the target-feature
             // function's only requirement.
             unsafe { mix_avx2(source, v, out, d, scale) };

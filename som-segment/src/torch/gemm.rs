@@ -332,7 +332,15 @@ impl PackedLinear {
         let (k, n) = (self.in_dim, self.out_dim);
         let rows = match &out {
             RowsOut::Whole(out) => out.len() / n,
-            RowsOut::Split { split, left, .. } => left.len() / split,
+            RowsOut::Split { split, left, .. } => {
+                // The kernels read a residual at the output's column, and the norm needs
+                // whole rows: neither exists for the halves of a split.
+                assert!(
+                    inputs.residual.is_none() && inputs.norm.is_none(),
+                    "a split output has no residual and no norm"
+                );
+                left.len() / split
+            }
         };
         let mut sums = vec![0.0f32; if inputs.x_add.is_some() { T * k } else { 0 }];
         let mut r = 0;
@@ -374,9 +382,11 @@ impl PackedLinear {
                 let at = At { col, ldc, block };
                 // SAFETY: `new` chose the ISA from the CPU's features and P from it (two
                 // panels only for AVX-512, whose output widths are multiples of 32); every
-                // `a` row holds `k` floats (a multiple of `block`, checked by `forward`),
-                // `panels` P·k·PANEL, `bias` P·PANEL, each `res` row `n` and `out_rows`
-                // tile·n, the extents the kernels read and write.
+                // `a` row holds `k` floats (a multiple of `block`, checked by `forward` and
+                // `block_inputs`), `panels` P·k·PANEL, `bias` P·PANEL, each `res` row `n`
+                // (whole output rows only: asserted above) and `out_rows` tile·ldc with
+                // col + P·PANEL <= ldc (a split is a multiple of SPLIT_STEP = 2·PANEL, so
+                // no group of panels straddles it), the extents the kernels read and write.
                 unsafe {
                     match (self.isa, tile == T) {
                         (Isa::Avx2, true) => tile_avx2::<T, 2>(&a, panels, bias, res.as_ref(), out_rows, at),
