@@ -70,6 +70,7 @@ mod sam;
 mod segmenter;
 mod softmax;
 mod tiny_vit;
+mod token_mix;
 mod transformer;
 mod upscale;
 

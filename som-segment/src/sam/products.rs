@@ -66,6 +66,8 @@ pub(crate) enum Probe {
     /// [`super::mask_product::MaskProduct::masks`] on `(S, h, w, 64)` pixels with `K`
     /// masks: `(S, h, w, K)`.
     MaskProduct([i64; 4]),
+    /// [`super::token_mix::softmax_mix`] on `(G, R, K)` scores.
+    SoftmaxMix([i64; 3]),
 }
 
 /// `check()`'s answer for `probe`, computed once per process (LibTorch's values for a
@@ -785,7 +787,7 @@ fn scores_any(q: &[f32], keys: &[f32], out: &mut [f32], d: &ScoreDims) {
 
 /// Asks the CPU to bring `value`'s cache line in (a hint; no effect on any value).
 #[inline(always)]
-fn prefetch(value: &f32) {
+pub(super) fn prefetch(value: &f32) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

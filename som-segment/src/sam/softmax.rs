@@ -199,7 +199,7 @@ pub(crate) fn matches_libtorch(width: usize) -> bool {
 /// Deterministic probe values: spread like attention logits (±12, as the upscaling probe's),
 /// every 17th far out (±800, so that after a division by 4 some `exp` arguments fall below
 /// −104, where SLEEF flushes to 0).
-fn probe_values(n: usize) -> Vec<f32> {
+pub(super) fn probe_values(n: usize) -> Vec<f32> {
     let mut values = super::upscale::probe_values(n, 7);
     for v in values.iter_mut().step_by(17) {
         *v *= 1600.0 / 24.0;

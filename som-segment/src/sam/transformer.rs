@@ -1,7 +1,7 @@
 //! The two-way transformer of the mask decoder (`segment_anything/modeling/transformer.py`):
 //! prompt tokens attend to the image and the image attends back to the tokens.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::common::MlpBlock;
 use super::config::TwoWayTransformerConfig;
@@ -11,7 +11,8 @@ use super::products::{
     libtorch_token_image_scores, probe_tensor, probed, recombine_heads, scores_kernel_exact, separate_heads,
     token_image_scores, Probe,
 };
-use super::softmax::{exact_inverse, libtorch_scaled_softmax};
+use super::softmax::exact_inverse;
+use super::token_mix::{libtorch_softmax_mix, softmax_mix};
 use super::SamError;
 use crate::torch::gemm::{PackedLinear, BLOCKS};
 use crate::torch::layer_norm::RowNorm;
@@ -111,6 +112,13 @@ struct PackedImageLayers {
     i2t_out: Option<PackedLinear>,
     /// [`TwoWayAttentionBlock::norm4`] for the kernel that normalises `i2t_out`'s rows.
     norm4: Option<RowNorm>,
+}
+
+/// `softmax(scores / divisor) @ values` on `(G, R, K)` scores and `(G, K, c)` values, as the
+/// reference's attention computes them: by [`softmax_mix`] where it applies, by LibTorch
+/// otherwise (the same values).
+fn softmax_then_mix(scores: &Tensor, divisor: f64, values: &Tensor) -> Tensor {
+    softmax_mix(scores, divisor, values).unwrap_or_else(|| libtorch_softmax_mix(scores, divisor, values))
 }
 
 /// `residual + ((x + x_add) Wᵀ + b)` by `packed` ([`PackedLinear::forward`]) in the first
@@ -407,9 +415,7 @@ impl TwoWayTransformer {
         let q = a.separate_heads(&a.q_proj.forward(&(&queries + pe)));
         let (_, heads, n, c) = q.size4().expect("heads are (B, H, N, C)");
         let q_all = q.permute([1, 0, 2, 3]).reshape([heads, b * n, c]);
-        let attn = libtorch_scaled_softmax(&q_all.bmm(&shared.t2i_k), a.divisor);
-        let out = attn
-            .bmm(&shared.t2i_v)
+        let out = softmax_then_mix(&q_all.bmm(&shared.t2i_k), a.divisor, &shared.t2i_v)
             .reshape([heads, b, n, c])
             .permute([1, 0, 2, 3]);
         let attn_out = a.out_proj.forward(&recombine_heads(&out));
@@ -441,8 +447,15 @@ impl TwoWayTransformer {
                 },
                 rows,
             );
-            let probabilities = stage.scores.softmax(-1, None::<Kind>);
-            let mixed = recombine_heads(&probabilities.matmul(&stage.values));
+            // The reference's `softmax(scores) @ values` on (B, H, ·, ·) views: its matmul
+            // is one bmm of the B·H matrices.
+            let (bh, hw) = (b * t2i.num_heads, stage.values.size()[2]);
+            let mixed = softmax_then_mix(
+                &stage.scores.reshape([bh, -1, hw]),
+                1.0,
+                &stage.values.reshape([bh, hw, -1]),
+            );
+            let mixed = recombine_heads(&mixed.view([b, t2i.num_heads, -1, mixed.size()[2]]));
             let attn_out = t2i.out_proj.forward(&mixed);
             keys = stage.keys;
             by_rows += usize::from(stage.by_rows);
