@@ -208,9 +208,10 @@ pub struct AmgTimings {
 enum PendingMask {
     /// Uncompressed column-major counts over the full image.
     Counts(Vec<u32>),
-    /// Low-res logits covering every pixel that may be in the mask, and their margin
-    /// (see [`upscale::margin`]); rasterised with the crop's [`UpscalePlan`] once the
-    /// candidate survives NMS.
+    /// Low-res logits covering every pixel that may be in the mask (and, while the
+    /// stability score is not computed, every pixel that may be above the score's lower
+    /// threshold), and their margin (see [`upscale::margin`]); rasterised with the crop's
+    /// [`UpscalePlan`] once the candidate survives NMS.
     Logits { low: LowRes, margin: f32 },
 }
 
@@ -222,7 +223,9 @@ struct Pending {
     bbox: [i64; 4],
     iou: f32,
     point: [f64; 2],
-    stability: f32,
+    /// `None` where no stability filter applies (`stability_score_thresh <= 0`): NMS does
+    /// not read the score, so it is computed for the survivors only, from `mask`'s logits.
+    stability: Option<f32>,
 }
 
 /// One candidate mask (a row of upstream's `MaskData`).
@@ -454,9 +457,21 @@ impl AutomaticMaskGenerator {
         let boxes: Vec<[i64; 4]> = data.iter().map(|c| c.bbox).collect();
         let scores: Vec<f32> = data.iter().map(|c| c.iou).collect();
         let keep = nms(&boxes, &scores, self.options.box_nms_thresh);
+        let (hi, lo, _) = self.stability_thresholds();
         let mut out = Vec::with_capacity(keep.len());
         for i in keep {
             let c = &data[i];
+            let stability = match (c.stability, &c.mask, &plan) {
+                (Some(stability), _, _) => stability,
+                (None, PendingMask::Logits { low, margin }, Some(plan)) => {
+                    stability_score(plan, low, *margin, hi, lo)
+                }
+                _ => {
+                    return Err(SamError::Torch(tch::TchError::Kind(
+                        "a candidate without its stability score or its logits".into(),
+                    )))
+                }
+            };
             let counts = match &c.mask {
                 PendingMask::Counts(counts) => counts.clone(),
                 PendingMask::Logits { low, margin } => {
@@ -473,7 +488,7 @@ impl AutomaticMaskGenerator {
                 bbox: [c.bbox[0] + x0, c.bbox[1] + y0, c.bbox[2] + x0, c.bbox[3] + y0],
                 iou: c.iou,
                 point: [c.point[0] + x0 as f64, c.point[1] + y0 as f64],
-                stability: c.stability,
+                stability,
                 crop_box,
             });
         }
@@ -686,7 +701,7 @@ impl AutomaticMaskGenerator {
                 bbox,
                 iou: ctx.iou[i],
                 point: ctx.points[i / ctx.k],
-                stability,
+                stability: Some(stability),
             });
         }
         Ok(out)
@@ -745,17 +760,23 @@ impl AutomaticMaskGenerator {
                 w: uc,
             };
             let margin = upscale::margin(&low);
-            let inter = count_above(plan, &low, hi, margin);
-            let union = count_above(plan, &low, lo, margin);
-            let stability = inter as f32 / union as f32;
-            if !self.passes_stability(stability, stab_thr) {
-                return None;
-            }
+            // Without a stability filter only NMS's survivors need the score (two of the
+            // three walks over each candidate's logits): their logits are kept down to the
+            // score's lower threshold for it.
+            let (stability, kept_above) = if self.options.stability_score_thresh <= 0.0 {
+                (None, lo)
+            } else {
+                let stability = stability_score(plan, &low, margin, hi, lo);
+                if !self.passes_stability(stability, stab_thr) {
+                    return None;
+                }
+                (Some(stability), t0)
+            };
             let bbox = box_above(plan, &low, t0, margin);
             if ctx.near_crop_edge(bbox) {
                 return None;
             }
-            let low = match upscale::window(&low, t0, margin) {
+            let low = match upscale::window(&low, kept_above, margin) {
                 Some(w) => low.sub(w.rows, w.cols),
                 None => low.sub(0..0, 0..0),
             };
@@ -834,6 +855,12 @@ impl BatchContext<'_> {
             [0, 0, i64::from(self.orig.1), i64::from(self.orig.0)],
         )
     }
+}
+
+/// `calculate_stability_score` of the upscaled mask: its pixels above `hi` over those above
+/// `lo`, as float32 (NaN when none is above `lo`, as in torch).
+fn stability_score(plan: &UpscalePlan, low: &LowRes, margin: f32, hi: f32, lo: f32) -> f32 {
+    count_above(plan, low, hi, margin) as f32 / count_above(plan, low, lo, margin) as f32
 }
 
 /// Pixels of the upscaled mask above `t`.
