@@ -5,8 +5,8 @@ mod sam_support;
 
 use sam_support::*;
 use som_segment::sam::{
-    resize_longest_side, AmgOptions, AmgRecord, AutomaticMaskGenerator, EncoderBlock, PointPrompt, Prompt,
-    Weights,
+    resize_longest_side, AmgOptions, AmgRecord, AmgTimings, AutomaticMaskGenerator, EncoderBlock,
+    PointPrompt, Prompt, Sam, Weights,
 };
 use tch::{Kind, Tensor};
 
@@ -197,6 +197,28 @@ fn automatic_mask_generator_records_match() {
     }
 }
 
+/// The fast generator's records (as JSON) with its timings, and the records of the reference
+/// upscaling (every mask upscaled by LibTorch), for `options`; panics when the reference
+/// gives no record (the comparison would test nothing).
+fn fast_and_reference(
+    sam: &Sam,
+    img: &image::RgbImage,
+    options: &AmgOptions,
+) -> (String, AmgTimings, String) {
+    let run = |reference| {
+        let generator = AutomaticMaskGenerator::new(options.clone())
+            .unwrap()
+            .quiet(true)
+            .reference_upscaling(reference);
+        generator.generate_timed(sam, img).unwrap()
+    };
+    let json = |r: &[AmgRecord]| serde_json::to_string(r).unwrap();
+    let (fast, timings) = run(false);
+    let (slow, _) = run(true);
+    assert!(!slow.is_empty(), "the reference upscaling gives no record");
+    (json(&fast), timings, json(&slow))
+}
+
 /// The fast generator decodes a batch in groups of a few prompts; whatever the batch size
 /// (so whatever the last group's size), its records equal those of the reference decoder,
 /// which decodes every batch whole.
@@ -212,19 +234,34 @@ fn every_batch_size_gives_the_reference_records() {
             stability_score_thresh: 0.0,
             ..AmgOptions::default()
         };
-        let run = |reference| {
-            let generator = AutomaticMaskGenerator::new(options.clone())
-                .unwrap()
-                .quiet(true)
-                .reference_upscaling(reference);
-            generator.generate_timed(&sam, &img).unwrap()
-        };
-        let (fast, timings) = run(false);
-        let (slow, _) = run(true);
+        let (fast, timings, slow) = fast_and_reference(&sam, &img, &options);
         assert_eq!(timings.shared_decoder_crops, 1, "batches of {points_per_batch}");
-        assert!(!slow.is_empty());
-        let json = |r: &[AmgRecord]| serde_json::to_string(r).unwrap();
-        assert_eq!(json(&fast), json(&slow), "batches of {points_per_batch}");
+        assert_eq!(fast, slow, "batches of {points_per_batch}");
+    }
+}
+
+/// Without a stability filter the fast generator counts the stability score after NMS,
+/// from logits kept down to the lowest of the score's and the mask's thresholds; with a
+/// negative or zero offset (allowed, as upstream allows it) the lowest is not the score's
+/// lower threshold. Every offset gives the records of the reference upscaling.
+#[test]
+fn every_stability_offset_gives_the_reference_records() {
+    let sam = tiny_sam_pth();
+    let img = image();
+    for stability_score_offset in [-1.0, -0.25, 0.0, 0.5, 1.0] {
+        let options = AmgOptions {
+            points_per_side: 5,
+            pred_iou_thresh: 0.0,
+            stability_score_thresh: 0.0,
+            stability_score_offset,
+            ..AmgOptions::default()
+        };
+        let (fast, timings, slow) = fast_and_reference(&sam, &img, &options);
+        assert_eq!(
+            timings.exact_upscaling_crops, 1,
+            "offset {stability_score_offset}"
+        );
+        assert_eq!(fast, slow, "offset {stability_score_offset}");
     }
 }
 

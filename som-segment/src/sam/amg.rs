@@ -209,8 +209,8 @@ enum PendingMask {
     /// Uncompressed column-major counts over the full image.
     Counts(Vec<u32>),
     /// Low-res logits covering every pixel that may be in the mask (and, while the
-    /// stability score is not computed, every pixel that may be above the score's lower
-    /// threshold), and their margin (see [`upscale::margin`]); rasterised with the crop's
+    /// stability score is not computed, every pixel that may be above either of its
+    /// thresholds), and their margin (see [`upscale::margin`]); rasterised with the crop's
     /// [`UpscalePlan`] once the candidate survives NMS.
     Logits { low: LowRes, margin: f32 },
 }
@@ -762,9 +762,10 @@ impl AutomaticMaskGenerator {
             let margin = upscale::margin(&low);
             // Without a stability filter only NMS's survivors need the score (two of the
             // three walks over each candidate's logits): their logits are kept down to the
-            // score's lower threshold for it.
+            // lowest of its two thresholds and the mask's (a negative offset puts `hi` below
+            // `lo`) for it.
             let (stability, kept_above) = if self.options.stability_score_thresh <= 0.0 {
-                (None, lo)
+                (None, lo.min(hi).min(t0))
             } else {
                 let stability = stability_score(plan, &low, margin, hi, lo);
                 if !self.passes_stability(stability, stab_thr) {
