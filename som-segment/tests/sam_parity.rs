@@ -242,8 +242,9 @@ fn every_batch_size_gives_the_reference_records() {
 
 /// Without a stability filter the fast generator counts the stability score after NMS,
 /// from logits kept down to the lowest of the score's and the mask's thresholds; with a
-/// negative or zero offset (allowed, as upstream allows it) the lowest is not the score's
-/// lower threshold. Every offset gives the records of the reference upscaling.
+/// negative offset (allowed, as upstream allows it) the lowest is the score's nominal
+/// upper threshold, with a zero one all three are equal. Every offset gives the records of
+/// the reference upscaling.
 #[test]
 fn every_stability_offset_gives_the_reference_records() {
     let sam = tiny_sam_pth();

@@ -764,7 +764,7 @@ impl AutomaticMaskGenerator {
             // three walks over each candidate's logits): their logits are kept down to the
             // lowest of its two thresholds and the mask's (a negative offset puts `hi` below
             // `lo`) for it.
-            let (stability, kept_above) = if self.options.stability_score_thresh <= 0.0 {
+            let (stability, kept_above) = if !self.filters_stability() {
                 (None, lo.min(hi).min(t0))
             } else {
                 let stability = stability_score(plan, &low, margin, hi, lo);
@@ -807,7 +807,13 @@ impl AutomaticMaskGenerator {
 
     fn passes_stability(&self, stability: f32, thr: f32) -> bool {
         // NaN (an empty union) fails the test, as in torch.
-        self.options.stability_score_thresh <= 0.0 || stability.partial_cmp(&thr).is_some_and(|o| o.is_ge())
+        !self.filters_stability() || stability.partial_cmp(&thr).is_some_and(|o| o.is_ge())
+    }
+
+    /// Whether the stability filter can drop a candidate: not at a threshold of 0 or below,
+    /// where every score passes (so a score nothing else reads need not be computed).
+    fn filters_stability(&self) -> bool {
+        self.options.stability_score_thresh > 0.0
     }
 }
 
