@@ -461,28 +461,27 @@ impl AutomaticMaskGenerator {
         let mut out = Vec::with_capacity(keep.len());
         for i in keep {
             let c = &data[i];
-            let stability = match (c.stability, &c.mask, &plan) {
-                (Some(stability), _, _) => stability,
-                (None, PendingMask::Logits { low, margin }, Some(plan)) => {
-                    stability_score(plan, low, *margin, hi, lo)
-                }
-                _ => {
-                    return Err(SamError::Torch(tch::TchError::Kind(
-                        "a candidate without its stability score or its logits".into(),
-                    )))
-                }
-            };
-            let counts = match &c.mask {
-                PendingMask::Counts(counts) => counts.clone(),
+            let (counts, stability) = match &c.mask {
+                PendingMask::Counts(counts) => (counts.clone(), c.stability),
                 PendingMask::Logits { low, margin } => {
                     let plan = plan.as_ref().ok_or_else(|| {
                         SamError::Torch(tch::TchError::Kind("logits candidate without a plan".into()))
                     })?;
+                    // A deferred score (no stability filter) is counted for survivors only.
+                    let stability = c
+                        .stability
+                        .unwrap_or_else(|| stability_score(plan, low, *margin, hi, lo));
                     let (bits, w, h) = rasterize(plan, low, *margin, c.bbox);
                     let [bx0, by0, _, _] = c.bbox;
-                    crop_rle_counts(&bits, w, h, [x0 + bx0, y0 + by0, 0, 0], orig)
+                    let counts = crop_rle_counts(&bits, w, h, [x0 + bx0, y0 + by0, 0, 0], orig);
+                    (counts, Some(stability))
                 }
             };
+            let stability = stability.ok_or_else(|| {
+                SamError::Torch(tch::TchError::Kind(
+                    "a candidate without its stability score".into(),
+                ))
+            })?;
             out.push(Candidate {
                 counts,
                 bbox: [c.bbox[0] + x0, c.bbox[1] + y0, c.bbox[2] + x0, c.bbox[3] + y0],
